@@ -20,20 +20,23 @@ export class Rng {
   #spare = 0;
   #hasSpare = false;
 
-  /** @param seed any finite number; it is reduced to 32 bits (non-integers are truncated). */
-  constructor(seed: number) {
-    this.seed(seed);
+  /**
+   * @param seed any finite number (non-integers are truncated; bits beyond 32 are mixed in)
+   * @param stream selects one of many independent streams for the same seed. Default 0.
+   */
+  constructor(seed: number, stream = 0) {
+    this.seed(seed, stream);
   }
 
-  /** Re-seeds in place; the stream then equals `new Rng(seed)`'s. */
-  seed(seed: number): void {
+  /** Re-seeds in place; the stream then equals `new Rng(seed, stream)`'s. */
+  seed(seed: number, stream = 0): void {
     if (!Number.isFinite(seed)) {
       throw new RangeError(`Rng seed: expected a finite number, got ${String(seed)}`);
     }
     let x = Math.trunc(seed) >>> 0;
     // Mix in the high bits of seeds beyond 32 bits so 2**32 and 0 differ.
     const high = Math.floor(Math.abs(Math.trunc(seed)) / 4294967296) >>> 0;
-    x = (x ^ Math.imul(high, 0x9e3779b9)) >>> 0;
+    x = (x ^ Math.imul(high, 0x9e3779b9) ^ Math.imul(stream >>> 0, 0x85ebca6b)) >>> 0;
     const next = (): number => {
       x = (x + 0x9e3779b9) >>> 0;
       let z = x;

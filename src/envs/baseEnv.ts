@@ -4,6 +4,9 @@ import { ValidationError, checkFiniteVector } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
 import type { Box } from '../core/spaces.js';
 
+/** Stream id of the observation-noise generator (independent of the reset-noise stream). */
+const NOISE_STREAM = 1;
+
 /** What a subclass's plant returns for one step (before noise and time limit). */
 export interface PlantStep {
   /** The true (noise-free) observation after the step. */
@@ -62,11 +65,16 @@ export abstract class BaseEnv implements Env {
     this.physics = Object.freeze(resolvePhysics(options.physics, support, envId));
     const seed = options.seed ?? 0;
     this.rng = new Rng(seed);
-    this.#noiseRng = new Rng(seed ^ 0x5bd1e995);
+    this.#noiseRng = new Rng(seed, NOISE_STREAM);
   }
 
   /** Samples the initial state (Gymnasium's reset noise) and returns the true observation. */
   protected abstract resetPlant(): Float64Array;
+
+  /** The `info` of `reset` (Gymnasium's `_get_reset_info`); called right after `resetPlant`. */
+  protected resetInfo(): EnvInfo {
+    return {};
+  }
 
   /**
    * Advances the plant one control step.
@@ -81,7 +89,7 @@ export abstract class BaseEnv implements Env {
         throw new ValidationError(`${this.id}.reset`, 'seed', `expected a finite number, got ${String(options.seed)}`);
       }
       this.rng.seed(options.seed);
-      this.#noiseRng.seed(options.seed ^ 0x5bd1e995);
+      this.#noiseRng.seed(options.seed, NOISE_STREAM);
     }
     this.#elapsed = 0;
     this.#needsReset = false;
@@ -89,7 +97,7 @@ export abstract class BaseEnv implements Env {
     this.#delayQueue = Array.from({ length: this.physics.actionDelaySteps }, () => new Float64Array(actDim));
     this.#commanded = new Float64Array(actDim);
     const obs = this.resetPlant();
-    return { obs: this.#observe(obs), info: {} };
+    return { obs: this.#observe(obs), info: this.resetInfo() };
   }
 
   step(action: ArrayLike<number>): StepResult {
@@ -106,7 +114,8 @@ export abstract class BaseEnv implements Env {
     }
     const plant = this.stepPlant(applied, commanded);
     this.#elapsed++;
-    const truncated = !plant.terminated && this.#elapsed >= this.maxEpisodeSteps;
+    // As Gymnasium's TimeLimit: truncated at the limit even when the last step also terminated.
+    const truncated = this.#elapsed >= this.maxEpisodeSteps;
     if (plant.terminated || truncated) this.#needsReset = true;
     return { obs: this.#observe(plant.obs), reward: plant.reward, terminated: plant.terminated, truncated, info: plant.info };
   }
@@ -133,7 +142,9 @@ export abstract class BaseEnv implements Env {
  *   parameter the plant has no counterpart for (e.g. friction in Pendulum-v1).
  */
 export function resolvePhysics(partial: Partial<PhysicsParams> | undefined, support: PhysicsSupport, envId: string): PhysicsParams {
-  const p: PhysicsParams = { ...NOMINAL_PHYSICS, ...(partial ?? {}) };
+  // Keys given as undefined mean "nominal", as if absent.
+  const given = Object.fromEntries(Object.entries(partial ?? {}).filter(([, v]) => v !== undefined));
+  const p: PhysicsParams = { ...NOMINAL_PHYSICS, ...given };
   const where = `${envId} physics`;
   for (const key of Object.keys(partial ?? {})) {
     if (!(key in NOMINAL_PHYSICS)) {

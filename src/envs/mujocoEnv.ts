@@ -53,8 +53,15 @@ export abstract class MujocoEnv extends BaseEnv {
     this.mj = ctx.mj;
     this.model = ctx.model;
     this.frameSkip = spec.frameSkip;
-    this.#applyPhysics();
+    const scaled = this.#applyPhysics();
     this.data = new ctx.mj.MjData(this.model);
+    // Recompute the model's derived constants (subtree masses, inverse weights, actuator_acc0)
+    // from the scaled masses, as compiling the scaled model would; nominal models are untouched.
+    // mj_setConst uses the data as workspace and leaves qpos zeroed, so reset it afterwards.
+    if (scaled) {
+      this.mj.mj_setConst(this.model, this.data);
+      this.mj.mj_resetData(this.model, this.data);
+    }
     this.initQpos = Float64Array.from(this.data.qpos as Float64Array);
     this.initQvel = Float64Array.from(this.data.qvel as Float64Array);
     this.dt = this.model.opt.timestep * this.frameSkip;
@@ -118,7 +125,8 @@ export abstract class MujocoEnv extends BaseEnv {
     this.model.delete();
   }
 
-  #applyPhysics(): void {
+  /** Applies mass, friction and gain scales to the model; returns whether anything changed. */
+  #applyPhysics(): boolean {
     const { massScale, frictionScale, actuatorGain } = this.physics;
     const m = this.model;
     if (massScale !== 1) {
@@ -131,6 +139,7 @@ export abstract class MujocoEnv extends BaseEnv {
       scale(m.dof_frictionloss as Float64Array, frictionScale);
     }
     if (actuatorGain !== 1) scale(m.actuator_gear as Float64Array, actuatorGain);
+    return massScale !== 1 || frictionScale !== 1 || actuatorGain !== 1;
   }
 }
 

@@ -1,0 +1,47 @@
+import { benchEnvs } from '../../bench/envsBench.js';
+import { formatReport, makeReport, type BenchReport } from '../../bench/report.js';
+import { initBackend } from '../../core/backend.js';
+import { UsageError, intFlag, type Command } from '../args.js';
+
+const BENCHMARKS: Record<string, string> = {
+  envs: 'environment steps per second, single and vectorised (figures <envId>.stepsPerSec, <envId>.vecStepsPerSec)',
+};
+
+/** `mbrl bench <name> [--json]`: speed benchmarks in the format of shared/BENCHMARKS.md. */
+export const benchCommand: Command = {
+  name: 'bench',
+  summary: 'Run a speed benchmark; prints one JSON object with --json (progress goes to stderr).',
+  usage: 'mbrl bench <name> [--json] [options]',
+  description: `Benchmarks:\n${Object.entries(BENCHMARKS).map(([k, v]) => `  ${k.padEnd(8)}${v}`).join('\n')}`,
+  options: {
+    json: { type: 'boolean', help: 'Print the report as one JSON object on stdout (a summary goes to stderr).' },
+    seconds: { type: 'string', valueName: 'S', help: 'Seconds per measurement.', default: '1' },
+    'num-envs': { type: 'string', valueName: 'N', help: 'Copies in vectorised measurements.', default: '8' },
+    env: { type: 'string', valueName: 'IDS', help: 'Comma-separated task ids (default: all).' },
+    'mjcf-dir': { type: 'string', valueName: 'DIR', help: 'Directory of Gymnasium MJCF files (default: $MBRL_MJCF_DIR).' },
+  },
+  async run(values, positionals) {
+    const name = positionals[0];
+    if (name === undefined) throw new UsageError(`mbrl bench: which benchmark? Expected one of ${Object.keys(BENCHMARKS).join(', ')}`);
+    if (!(name in BENCHMARKS)) throw new UsageError(`mbrl bench: unknown benchmark "${name}"; expected one of ${Object.keys(BENCHMARKS).join(', ')}`);
+    if (positionals.length > 1) throw new UsageError(`mbrl bench: unexpected argument "${positionals[1]}"`);
+    const seconds = Number(values.seconds);
+    if (!Number.isFinite(seconds) || seconds <= 0) throw new UsageError(`--seconds ${String(values.seconds)}: expected a number > 0`);
+    const numEnvs = intFlag(values, 'num-envs', 1);
+    const backend = await initBackend();
+    const log = (line: string): void => void process.stderr.write(`${line}\n`);
+    let report: BenchReport;
+    {
+      const ids = typeof values.env === 'string' ? values.env.split(',') : undefined;
+      const { metrics, skipped } = await benchEnvs({ ids, seconds, numEnvs, mjcfDir: values['mjcf-dir'] as string | undefined, log });
+      report = makeReport('envs', backend, metrics, skipped);
+    }
+    if (values.json) {
+      process.stdout.write(`${JSON.stringify(report)}\n`);
+      process.stderr.write(`${formatReport(report)}\n`);
+    } else {
+      process.stdout.write(`${formatReport(report)}\n`);
+    }
+    return 0;
+  },
+};

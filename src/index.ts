@@ -1,0 +1,41 @@
+/**
+ * mbrl-node's public API, exported by name. Layers, in data-flow order:
+ * core → envs → data (→ models → planning → policies → algorithms → export → pipeline →
+ * transports → node, added by later issues).
+ */
+export { Rng, type RngState } from './core/rng.js';
+export { Box } from './core/spaces.js';
+export { ValidationError, checkFiniteVector } from './core/errors.js';
+export {
+  NOMINAL_PHYSICS,
+  type Env,
+  type EnvInfo,
+  type EnvOptions,
+  type PhysicsParams,
+  type ResetOptions,
+  type ResetResult,
+  type StepResult,
+  type TaskFunctions,
+} from './core/env.js';
+export { RandomAgent, ConstantAgent, type Agent } from './core/agent.js';
+export { initBackend, BACKEND_PREFERENCE, type BackendName, type InitBackendOptions } from './core/backend.js';
+
+export { BaseEnv, resolvePhysics, type PlantStep, type PhysicsSupport } from './envs/baseEnv.js';
+export { MujocoEnv, loadMujocoContext, type MujocoEnvOptions } from './envs/mujocoEnv.js';
+export { loadMujoco, resolveMjcf, MjcfNotFoundError, type MjcfLocation } from './envs/mujocoRuntime.js';
+export { ENV_SPECS, ENV_IDS, envSpec, makeEnv } from './envs/registry.js';
+export type { EnvSpec, MakeEnvOptions } from './envs/spec.js';
+export { VecEnv, type VecStepResult } from './envs/vecEnv.js';
+export { runEpisodes, type EpisodeStats, type RunEpisodesOptions } from './envs/runEpisodes.js';
+export { Pendulum, pendulumTask, angleNormalize } from './envs/pendulum.js';
+export { MountainCarContinuous, mountainCarContinuousTask } from './envs/mountainCarContinuous.js';
+export { PointGoal2D, pointGoal2DTask } from './envs/pointGoal2D.js';
+export { InvertedPendulum, invertedPendulumTask } from './envs/invertedPendulum.js';
+export { HalfCheetah, halfCheetahTask } from './envs/halfCheetah.js';
+export { Hopper, hopperTask } from './envs/hopper.js';
+export { Walker2d, walker2dTask } from './envs/walker2d.js';
+export { Swimmer, swimmerTask } from './envs/swimmer.js';
+export { Reacher, reacherTask } from './envs/reacher.js';
+export { Ant, antTask } from './envs/ant.js';
+
+export * from './data/index.js';
