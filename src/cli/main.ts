@@ -2,10 +2,12 @@ import { ValidationError } from '../core/errors.js';
 import { UsageError, commandHelp, parseCommand, type Command } from './args.js';
 import { benchCommand } from './commands/bench.js';
 import { envsCommand } from './commands/envs.js';
+import { evalCommand } from './commands/eval.js';
 import { rolloutCommand } from './commands/rollout.js';
+import { trainCommand } from './commands/train.js';
 
 /** Every `mbrl` command, in the order `mbrl --help` lists them. */
-export const COMMANDS: readonly Command[] = [envsCommand, rolloutCommand, benchCommand];
+export const COMMANDS: readonly Command[] = [trainCommand, evalCommand, envsCommand, rolloutCommand, benchCommand];
 
 function topHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;

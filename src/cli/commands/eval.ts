@@ -1,0 +1,57 @@
+import { makePetsAgent } from '../../algorithms/mbrl.js';
+import { initBackend } from '../../core/backend.js';
+import { ValidationError } from '../../core/errors.js';
+import { makeEnv } from '../../envs/registry.js';
+import { runEpisodesAsync } from '../../envs/runEpisodes.js';
+import { UsageError, intFlag, stringFlag, type Command } from '../args.js';
+import { loadCheckpoint } from '../checkpoint.js';
+import { parsePhysicsFlag } from '../physicsFlag.js';
+import { Progress } from '../progress.js';
+
+/** `mbrl eval`: run a trained controller for N seeded episodes and report the returns. */
+export const evalCommand: Command = {
+  name: 'eval',
+  summary: 'Evaluate a trained checkpoint: mean and std of the return over seeded episodes.',
+  usage: 'mbrl eval --checkpoint DIR [--env ID] [--episodes N] [--seed S] [--physics K=V,...] [--json]',
+  description: 'Episode k is reset with seed S+k. --env defaults to the checkpoint\'s task; --physics evaluates on a physical variant.',
+  options: {
+    checkpoint: { type: 'string', valueName: 'DIR', help: 'A run directory or its checkpoint/ directory.' },
+    env: { type: 'string', valueName: 'ID', help: "Task id (default: the checkpoint's)." },
+    episodes: { type: 'string', valueName: 'N', help: 'Episodes.', default: '5' },
+    seed: { type: 'string', valueName: 'S', help: 'Seed of the first episode.', default: '0' },
+    physics: { type: 'string', valueName: 'K=V,...', help: 'Physical variant, e.g. massScale=1.3.' },
+    'mjcf-dir': { type: 'string', valueName: 'DIR', help: 'Directory of Gymnasium MJCF files (default: $MBRL_MJCF_DIR).' },
+    json: { type: 'boolean', help: 'Print { meanReturn, stdReturn, returns } as JSON.' },
+    quiet: { type: 'boolean', help: 'No progress output.' },
+  },
+  async run(values, positionals) {
+    if (positionals.length > 0) throw new UsageError(`mbrl eval: unexpected argument "${positionals[0]}"`);
+    const dir = stringFlag(values, 'checkpoint', 'a run or checkpoint directory');
+    const episodes = intFlag(values, 'episodes', 1);
+    const seed = intFlag(values, 'seed', 0);
+    const state = await loadCheckpoint(dir);
+    if (!state.weights) throw new ValidationError('mbrl eval', 'checkpoint', `${dir} holds no trained model yet (only warm-up data)`);
+    const id = (values.env as string | undefined) ?? state.config.env;
+    await initBackend();
+    const env = await makeEnv(id, { physics: parsePhysicsFlag(values.physics as string | undefined), ...(values['mjcf-dir'] ? { mjcfDir: values['mjcf-dir'] as string } : {}) });
+    try {
+      const spec = state.weights.spec;
+      if (env.observationSpace.dim !== spec.obsDim || env.actionSpace.dim !== spec.actDim) {
+        throw new ValidationError('mbrl eval', 'env', `${id} has obs/act sizes ${env.observationSpace.dim}/${env.actionSpace.dim}, the checkpoint's model ${spec.obsDim}/${spec.actDim}`);
+      }
+      const { agent, predictor } = await makePetsAgent({ ...state.config, env: id }, state.weights, state.elites, env);
+      try {
+        const progress = new Progress(`eval ${id}`, episodes * env.maxEpisodeSteps, { quiet: values.quiet === true });
+        const stats = await runEpisodesAsync(env, agent, { episodes, seed, onStep: (ep, step) => progress.update(ep * env.maxEpisodeSteps + step) });
+        const result = { meanReturn: stats.mean, stdReturn: stats.std, returns: stats.returns, lengths: stats.lengths, env: id, episodes, seed, checkpoint: dir, trainedEnvSteps: state.envSteps };
+        if (values.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+        else process.stdout.write(`${id}: return ${stats.mean.toFixed(2)} ± ${stats.std.toFixed(2)} over ${episodes} episodes (${stats.returns.map((r) => r.toFixed(1)).join(', ')})\n`);
+        return 0;
+      } finally {
+        predictor.dispose();
+      }
+    } finally {
+      env.close();
+    }
+  },
+};
