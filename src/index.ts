@@ -39,3 +39,47 @@ export { Reacher, reacherTask } from './envs/reacher.js';
 export { Ant, antTask } from './envs/ant.js';
 
 export * from './data/index.js';
+
+export { runEpisodesAsync, type AsyncAgent } from './envs/runEpisodes.js';
+
+export {
+  selectMembers,
+  outDimOf,
+  type EnsembleSpec,
+  type EnsembleWeights,
+  type EnsemblePredictor,
+} from './models/types.js';
+export { DynamicsEnsemble, ENSEMBLE_DEFAULTS, ENSEMBLE_PRESETS, makeEnsembleConfig, type EnsembleConfig } from './models/ensemble.js';
+export {
+  fitEnsemble,
+  ENSEMBLE_FIT_DEFAULTS,
+  makeEnsembleFitConfig,
+  EnsembleFitError,
+  type EnsembleFitConfig,
+  type EnsembleFitData,
+  type EnsembleFitResult,
+} from './models/trainer.js';
+export { OrtEnsemblePredictor, ensembleToOnnx, measureGemmPeak } from './models/ensembleOnnx.js';
+export { referenceForward, randomEnsembleWeights } from './models/referenceForward.js';
+export { encodeEnsembleWeights, decodeEnsembleWeights, WeightsFormatError } from './models/weightsCodec.js';
+export { ModelEnv, aggregateParticles, type ModelEnvOptions, type ModelStepResult, type Propagation } from './models/modelEnv.js';
+
+export { asPlanningAgent, shiftPlan, type PlanningAgent, type TrajectoryOptimizer, type TrajectoryObjective } from './planning/planningAgent.js';
+export { CEM_DEFAULTS, CemOptimizer, cemUpdate, makeCemConfig, sampleTruncatedNormal, type CemConfig } from './planning/cem.js';
+export { MPPI_DEFAULTS, MppiOptimizer, makeMppiConfig, mppiWeights, type MppiConfig } from './planning/mppi.js';
+export { RANDOM_SHOOTING_DEFAULTS, RandomShootingOptimizer, makeRandomShootingConfig, type RandomShootingConfig } from './planning/randomShooting.js';
+export { TrajectoryOptimizerAgent, createModelPlanningAgent, makeTrajectoryOptimizer, type PlannerConfig } from './planning/trajectoryOptimizerAgent.js';
+
+export {
+  trainPets,
+  makePetsConfig,
+  makePetsAgent,
+  PETS_DEFAULTS,
+  PETS_ENV_OVERRIDES,
+  type PetsConfig,
+  type PetsOverrides,
+  type PetsState,
+  type PetsEpisodeMetrics,
+  type PetsHooks,
+} from './algorithms/mbrl.js';
+export { OnnxGraphBuilder } from './export/onnxWriter.js';

@@ -93,6 +93,8 @@ export const PETS_DEFAULTS = {
  */
 export const PETS_ENV_OVERRIDES: Record<string, Partial<PetsConfig>> = {
   'Pendulum-v1': {
+    // Solved within ~1,200 steps (see test/algorithms/pets.test.ts); 2,000 leaves margin.
+    steps: 2000,
     ensemble: { learnReward: false, numMembers: 5, numElites: 5, hidden: [64, 64, 64] },
     planner: { ...CEM_DEFAULTS, populationSize: 200, numElites: 20, horizon: 20, numIterations: 5 },
     particles: 5,

@@ -24,7 +24,7 @@ export const trainCommand: Command = {
     'Writes DIR/metrics.jsonl (one line per episode: env steps, return, holdout loss per member, fit and plan time),\n' +
     'DIR/curve.svg (return vs env steps), DIR/config.json and DIR/checkpoint/ (config, weights, buffer, RNG state).\n' +
     '--resume DIR continues a stopped run from its checkpoint (optionally with a larger --steps).\n' +
-    'Defaults: Pendulum-v1, 5000 steps, seed 0, out runs/<env>-pets-s<seed>.',
+    "Defaults: Pendulum-v1, seed 0, out runs/<env>-pets-s<seed>, steps from the task's PETS config (Pendulum: 2000).",
   options: {
     env: { type: 'string', valueName: 'ID', help: "Task id (see 'mbrl envs').", default: 'Pendulum-v1' },
     algo: { type: 'string', valueName: 'NAME', help: 'Algorithm: pets.', default: 'pets' },
