@@ -96,4 +96,16 @@ describe('mbrl train / eval', () => {
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/weights\.bin: checksum mismatch/);
   }, 120_000);
+
+  it('report collects runs into the BENCHMARKS.md result format with a plot', async () => {
+    const out = join(dir, 'pets-Pendulum-v1-tiny.json');
+    const r = await run(['report', '--runs', `${runDir},${join(dir, 'bad')}`, '--out', out, '--command', 'npx mbrl train --seed {seed}', '--variant', 'tiny', '--reference-source', 'none', '--reference-mean=-150']);
+    expect(r.code).toBe(0);
+    const res = JSON.parse(readFileSync(out, 'utf8')) as { algo: string; env: string; seeds: number[]; curves: Record<string, [number, number][]>; final: { envSteps: number; mean: number } };
+    expect(res).toMatchObject({ algo: 'pets', env: 'Pendulum-v1', seeds: [3, 1] });
+    expect(res.curves['3'].map((p) => p[0])).toEqual([50, 100, 150]);
+    expect(res.final.envSteps).toBe(100);
+    expect(res.final.mean).toBeCloseTo((res.curves['3'][2][1] + res.curves['1'][1][1]) / 2, 9);
+    expect(readFileSync(out.replace('.json', '.svg'), 'utf8')).toContain('seed 3');
+  }, 60_000);
 });
