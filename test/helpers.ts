@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -11,3 +12,14 @@ export const MJCF_SKIP_REASON = HAVE_MJCF
   ? ''
   : `SKIPPED: Gymnasium MJCF files not found (MBRL_MJCF_DIR=${MJCF_DIR ?? 'unset'}; expected ../shared/mujoco)`;
 if (!HAVE_MJCF) console.warn(MJCF_SKIP_REASON);
+
+/**
+ * A Python interpreter that can `import onnx` (the reference checker), or undefined. Debian's
+ * python3-onnx installs for /usr/bin/python3, which a pyenv or venv `python3` on PATH may shadow,
+ * so the system interpreter is tried first.
+ */
+export const PYTHON_WITH_ONNX: string | undefined = ['/usr/bin/python3', 'python3'].find(
+  (py) => spawnSync(py, ['-c', 'import onnx'], { stdio: 'ignore' }).status === 0,
+);
+export const PY_ONNX_SKIP_REASON = 'SKIPPED: no python3 with the onnx package (Debian package python3-onnx; .ci/run installs it)';
+if (PYTHON_WITH_ONNX === undefined) console.warn(PY_ONNX_SKIP_REASON);

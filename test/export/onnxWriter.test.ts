@@ -6,11 +6,8 @@ import ort from 'onnxruntime-node';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decodeModelProto, ONNX_IR_VERSION, ONNX_OPSET_VERSION } from '../../src/export/onnxProto.js';
 import { attr, MBRL_NODE_VERSION, OnnxGraphBuilder } from '../../src/export/onnxWriter.js';
+import { PYTHON_WITH_ONNX } from '../helpers.js';
 
-/** Whether the Python `onnx` package (Debian: python3-onnx, installed in CI) can check our files. */
-const HAVE_PY_ONNX = spawnSync('python3', ['-c', 'import onnx'], { stdio: 'ignore' }).status === 0;
-const PY_ONNX_SKIP_REASON = 'SKIPPED: python3 with the onnx package is not installed (Debian package python3-onnx)';
-if (!HAVE_PY_ONNX) console.warn(PY_ONNX_SKIP_REASON);
 
 /** Runs `onnx.checker.check_model(..., full_check=True)` (which includes shape inference) on `bytes`. */
 function pythonOnnxCheck(bytes: Uint8Array): { ok: boolean; output: string } {
@@ -19,7 +16,7 @@ function pythonOnnxCheck(bytes: Uint8Array): { ok: boolean; output: string } {
     const file = join(dir, 'model.onnx');
     writeFileSync(file, bytes);
     const script = 'import sys, onnx; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True); print("ok")';
-    const r = spawnSync('python3', ['-c', script, file], { encoding: 'utf8' });
+    const r = spawnSync(PYTHON_WITH_ONNX ?? 'python3', ['-c', script, file], { encoding: 'utf8' });
     return { ok: r.status === 0, output: `${r.stdout}${r.stderr}` };
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -170,7 +167,7 @@ describe('OnnxGraphBuilder', () => {
     expect(() => new OnnxGraphBuilder({ opsetVersion: 11 })).toThrow(/opsetVersion: expected an integer ≥ 13, got 11/);
   });
 
-  it.skipIf(!HAVE_PY_ONNX)('passes the Python onnx checker (full_check, with shape inference)', () => {
+  it.skipIf(PYTHON_WITH_ONNX === undefined)('passes the Python onnx checker (full_check, with shape inference)', () => {
     const result = pythonOnnxCheck(affineModel());
     expect(result.output).toContain('ok');
     expect(result.ok).toBe(true);

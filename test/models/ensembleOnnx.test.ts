@@ -10,9 +10,8 @@ import { ensembleToOnnx, measureGemmPeak, OrtEnsemblePredictor } from '../../src
 import { randomEnsembleWeights, referenceForward, softplus } from '../../src/models/referenceForward.js';
 import { outDimOf } from '../../src/models/types.js';
 import type { EnsembleSpec, EnsembleWeights } from '../../src/models/types.js';
+import { PYTHON_WITH_ONNX } from '../helpers.js';
 
-const HAVE_PY_ONNX = spawnSync('python3', ['-c', 'import onnx'], { stdio: 'ignore' }).status === 0;
-if (!HAVE_PY_ONNX) console.warn('SKIPPED: python3 with the onnx package is not installed (Debian package python3-onnx)');
 
 const PETS: EnsembleSpec = {
   numMembers: 7,
@@ -327,13 +326,13 @@ describe('ensembleToOnnx', () => {
     expect(() => ensembleToOnnx({ ...w, maxLogvar: undefined })).toThrow(/maxLogvar: expected a Float32Array of length 18/);
   });
 
-  it.skipIf(!HAVE_PY_ONNX)('passes the Python onnx checker (full_check, with shape inference)', () => {
+  it.skipIf(PYTHON_WITH_ONNX === undefined)('passes the Python onnx checker (full_check, with shape inference)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'mbrl-onnx-'));
     try {
       const file = join(dir, 'ensemble.onnx');
       writeFileSync(file, ensembleToOnnx(w));
       const script = 'import sys, onnx; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True); print("ok")';
-      const r = spawnSync('python3', ['-c', script, file], { encoding: 'utf8' });
+      const r = spawnSync(PYTHON_WITH_ONNX ?? 'python3', ['-c', script, file], { encoding: 'utf8' });
       expect(`${r.stdout}${r.stderr}`).toContain('ok');
       expect(r.status).toBe(0);
     } finally {
