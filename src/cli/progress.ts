@@ -1,5 +1,6 @@
 /**
- * A progress bar on stderr: redrawn in place on a terminal, a line every ~10 % otherwise (logs),
+ * A progress bar on stderr: redrawn in place on a terminal; otherwise (logs) a line every ~10 %
+ * and at least every 30 s, so a long run never looks stalled,
  * silent when `quiet`. Never writes to stdout, so `--json` output stays parseable.
  */
 export class Progress {
@@ -35,8 +36,9 @@ export class Progress {
       if (done >= this.#total) process.stderr.write('\n');
     } else {
       const decile = Math.floor(frac * 10);
-      if (decile === this.#lastDecile) return;
+      if (decile === this.#lastDecile && now - this.#lastDraw < 30_000) return;
       this.#lastDecile = decile;
+      this.#lastDraw = now;
       process.stderr.write(`${text}\n`);
     }
   }
