@@ -19,10 +19,10 @@ import { Rng, type RngState } from '../core/rng.js';
 import { RandomAgent } from '../core/agent.js';
 import { ReplayBuffer } from '../data/replayBuffer.js';
 import { envSpec } from '../envs/registry.js';
-import { DynamicsEnsemble, type EnsembleConfig } from '../models/ensemble.js';
+import { DynamicsEnsemble, makeEnsembleConfig, type EnsembleConfig } from '../models/ensemble.js';
 import { OrtEnsemblePredictor } from '../models/ensembleOnnx.js';
 import { ModelEnv, type Propagation } from '../models/modelEnv.js';
-import { fitEnsemble, EnsembleFitError, type EnsembleFitConfig, type EnsembleFitResult } from '../models/trainer.js';
+import { fitEnsemble, EnsembleFitError, makeEnsembleFitConfig, type EnsembleFitConfig, type EnsembleFitResult } from '../models/trainer.js';
 import { selectMembers, type EnsembleWeights } from '../models/types.js';
 import { asPlanningAgent, type PlanningAgent } from '../planning/planningAgent.js';
 import { CEM_DEFAULTS, makeCemConfig } from '../planning/cem.js';
@@ -129,7 +129,13 @@ export function makePetsConfig(overrides: PetsOverrides = {}): PetsConfig {
     planner: makePlanner((sameKind ? { ...basePlanner, ...plannerOverrides } : plannerOverrides) as PlannerConfig),
   };
   const where = 'makePetsConfig';
+  for (const key of Object.keys(overrides)) {
+    if (!(key in PETS_DEFAULTS)) throw new ValidationError(where, key, `unknown key; expected one of ${Object.keys(PETS_DEFAULTS).join(', ')}`);
+  }
   if (overrides.kind !== undefined && overrides.kind !== 'pets') throw new ValidationError(where, 'kind', `expected 'pets', got ${describe(overrides.kind)}`);
+  // Validate the nested parts now, so a bad value fails at start rather than at the first refit.
+  makeEnsembleConfig(c.ensemble);
+  makeEnsembleFitConfig(c.fit);
   envSpec(c.env);
   const int = (key: keyof PetsConfig, v: unknown, min: number): void => {
     if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new ValidationError(where, key, `expected an integer ≥ ${min}, got ${describe(v)}`);

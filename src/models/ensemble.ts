@@ -74,6 +74,9 @@ export const ENSEMBLE_PRESETS = {
  */
 export function makeEnsembleConfig(overrides: Partial<EnsembleConfig> = {}): EnsembleConfig {
   const where = 'makeEnsembleConfig';
+  for (const key of Object.keys(overrides)) {
+    if (!(key in ENSEMBLE_DEFAULTS)) throw new ValidationError(where, key, `unknown key; expected one of ${Object.keys(ENSEMBLE_DEFAULTS).join(', ')}`);
+  }
   const numMembers = overrides.numMembers ?? ENSEMBLE_DEFAULTS.numMembers;
   const c: EnsembleConfig = {
     ...ENSEMBLE_DEFAULTS,

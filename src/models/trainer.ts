@@ -132,6 +132,9 @@ export const ENSEMBLE_FIT_DEFAULTS = {
  */
 export function makeEnsembleFitConfig(overrides: Partial<EnsembleFitConfig> = {}, layers?: number): EnsembleFitConfig {
   const where = 'makeEnsembleFitConfig';
+  for (const key of Object.keys(overrides)) {
+    if (!(key in ENSEMBLE_FIT_DEFAULTS)) throw new ValidationError(where, key, `unknown key; expected one of ${Object.keys(ENSEMBLE_FIT_DEFAULTS).join(', ')}`);
+  }
   const c: EnsembleFitConfig = { ...ENSEMBLE_FIT_DEFAULTS, weightDecay: [...ENSEMBLE_FIT_DEFAULTS.weightDecay], ...overrides, kind: 'ensemble-fit' };
   const bad = (key: string, v: unknown, expected: string): never => {
     throw new ValidationError(where, key, `expected ${expected}, got ${Array.isArray(v) ? `[${v.join(', ')}]` : describe(v)}`);
