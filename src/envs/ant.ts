@@ -1,6 +1,7 @@
 import type { EnvInfo, TaskFunctions } from '../core/env.js';
 import type { PlantStep } from './baseEnv.js';
-import { MujocoEnv, loadMujocoContext, type MujocoContext, type MujocoEnvOptions } from './mujocoEnv.js';
+import { MujocoEnv, createMujocoEnv, type MujocoContext, type MujocoEnvOptions } from './mujocoEnv.js';
+import { clip, normalAround, sumOfSquares, uniformAround } from './mujocoTaskUtils.js';
 import type { EnvSpec } from './spec.js';
 
 /**
@@ -83,26 +84,24 @@ export class Ant extends MujocoEnv {
   /**
    * @param ctx a MuJoCo module and the compiled `ant.xml` (see `loadMujocoContext`)
    * @param options physics, time limit (default 1000), seed (default 0)
-   * @throws Error when the model's sizes are not the ant's (nq 15, nv 14, nu 8, 14 bodies)
+   * @throws ValidationError when the model's sizes are not the ant's (nq 15, nv 14, nu 8, 14 bodies);
+   *   Error when it has no `torso` body
    */
   constructor(ctx: MujocoContext, options: MujocoEnvOptions = {}) {
-    const m = ctx.model;
-    if (m.nq !== NQ || m.nv !== NV || m.nu !== NU || m.nbody !== NBODY) {
-      throw new Error(`${ID}: the MJCF model has nq=${m.nq}, nv=${m.nv}, nu=${m.nu}, nbody=${m.nbody}; expected nq=${NQ}, nv=${NV}, nu=${NU}, nbody=${NBODY}`);
-    }
-    super(ctx, options, { id: ID, frameSkip: ANT_V5.frameSkip, obsDim: OBS_DIM, maxEpisodeSteps: ANT_V5.maxEpisodeSteps });
+    super(ctx, options, {
+      id: ID,
+      mjcfFile: ANT_V5.mjcfFile,
+      sizes: { nq: NQ, nv: NV, nu: NU, nbody: NBODY },
+      frameSkip: ANT_V5.frameSkip,
+      obsDim: OBS_DIM,
+      maxEpisodeSteps: ANT_V5.maxEpisodeSteps,
+    });
     this.#mainBody = this.bodyId('torso');
   }
 
   /** Loads MuJoCo and `ant.xml` (from `mjcfPath`, `mjcfDir` or `$MBRL_MJCF_DIR`) and builds the env. */
-  static async create(options: MujocoEnvOptions = {}): Promise<Ant> {
-    const ctx = await loadMujocoContext(ANT_V5.mjcfFile, options);
-    try {
-      return new Ant(ctx, options);
-    } catch (err) {
-      ctx.model.delete();
-      throw err;
-    }
+  static create(options: MujocoEnvOptions = {}): Promise<Ant> {
+    return createMujocoEnv(ANT_V5.mjcfFile, options, (ctx) => new Ant(ctx, options));
   }
 
   override get obsNames(): readonly string[] {
@@ -140,10 +139,8 @@ export class Ant extends MujocoEnv {
     this.resetData();
     const s = ANT_V5.resetNoiseScale;
     // Gymnasium draws all of qpos's (uniform) noise, then all of qvel's (normal).
-    const qpos = new Float64Array(NQ);
-    for (let i = 0; i < NQ; i++) qpos[i] = this.initQpos[i] + this.rng.uniform(-s, s);
-    const qvel = new Float64Array(NV);
-    for (let i = 0; i < NV; i++) qvel[i] = this.initQvel[i] + s * this.rng.normal();
+    const qpos = uniformAround(this.initQpos, s, this.rng);
+    const qvel = normalAround(this.initQvel, s, this.rng);
     this.setState(qpos, qvel);
     return this.#obs();
   }
@@ -253,13 +250,3 @@ export const ANT_SPEC: EnvSpec = {
   task: antTask,
   make: (options = {}) => Ant.create(options),
 };
-
-function sumOfSquares(a: ArrayLike<number>, start: number, len: number): number {
-  let s = 0;
-  for (let i = start; i < start + len; i++) s += a[i] * a[i];
-  return s;
-}
-
-function clip(x: number, lo: number, hi: number): number {
-  return Math.min(hi, Math.max(lo, x));
-}

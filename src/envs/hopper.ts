@@ -1,6 +1,7 @@
 import type { EnvInfo, TaskFunctions } from '../core/env.js';
 import type { PlantStep } from './baseEnv.js';
-import { MujocoEnv, loadMujocoContext, type MujocoContext, type MujocoEnvOptions } from './mujocoEnv.js';
+import { MujocoEnv, createMujocoEnv, type MujocoContext, type MujocoEnvOptions } from './mujocoEnv.js';
+import { healthyForwardReward, positionVelocityNames, positionVelocityObs, sumOfSquares, uniformAround } from './mujocoTaskUtils.js';
 import type { EnvSpec } from './spec.js';
 
 /**
@@ -36,20 +37,9 @@ const NQ = 6;
 const NV = 6;
 const NU = 3;
 const OBS_DIM = NQ - 1 + NV;
+const JOINTS = ['rootx', 'rootz', 'rooty', 'thigh_joint', 'leg_joint', 'foot_joint'];
 
-const OBS_NAMES: readonly string[] = Object.freeze([
-  'qpos[1]:rootz',
-  'qpos[2]:rooty',
-  'qpos[3]:thigh_joint',
-  'qpos[4]:leg_joint',
-  'qpos[5]:foot_joint',
-  'qvel[0]:rootx',
-  'qvel[1]:rootz',
-  'qvel[2]:rooty',
-  'qvel[3]:thigh_joint',
-  'qvel[4]:leg_joint',
-  'qvel[5]:foot_joint',
-]);
+const OBS_NAMES = positionVelocityNames(JOINTS, 1);
 
 /**
  * Gymnasium's `Hopper-v5` (gymnasium/envs/mujoco/hopper_v5.py) on real MuJoCo: a planar
@@ -79,22 +69,22 @@ export class Hopper extends MujocoEnv {
   /**
    * @param ctx a MuJoCo module and the compiled `hopper.xml` (see `loadMujocoContext`)
    * @param options physics, time limit (default 1000), seed (default 0)
-   * @throws Error when the model's sizes are not the hopper's (nq 6, nv 6, nu 3)
+   * @throws ValidationError when the model's sizes are not the hopper's (nq 6, nv 6, nu 3)
    */
   constructor(ctx: MujocoContext, options: MujocoEnvOptions = {}) {
-    checkModelSizes(ctx, ID, NQ, NV, NU);
-    super(ctx, options, { id: ID, frameSkip: HOPPER_V5.frameSkip, obsDim: OBS_DIM, maxEpisodeSteps: HOPPER_V5.maxEpisodeSteps });
+    super(ctx, options, {
+      id: ID,
+      mjcfFile: HOPPER_V5.mjcfFile,
+      sizes: { nq: NQ, nv: NV, nu: NU },
+      frameSkip: HOPPER_V5.frameSkip,
+      obsDim: OBS_DIM,
+      maxEpisodeSteps: HOPPER_V5.maxEpisodeSteps,
+    });
   }
 
   /** Loads MuJoCo and `hopper.xml` (from `mjcfPath`, `mjcfDir` or `$MBRL_MJCF_DIR`) and builds the env. */
-  static async create(options: MujocoEnvOptions = {}): Promise<Hopper> {
-    const ctx = await loadMujocoContext(HOPPER_V5.mjcfFile, options);
-    try {
-      return new Hopper(ctx, options);
-    } catch (err) {
-      ctx.model.delete();
-      throw err;
-    }
+  static create(options: MujocoEnvOptions = {}): Promise<Hopper> {
+    return createMujocoEnv(HOPPER_V5.mjcfFile, options, (ctx) => new Hopper(ctx, options));
   }
 
   override get obsNames(): readonly string[] {
@@ -122,47 +112,28 @@ export class Hopper extends MujocoEnv {
     this.resetData();
     const s = HOPPER_V5.resetNoiseScale;
     // Gymnasium draws all of qpos's noise, then all of qvel's.
-    const qpos = new Float64Array(NQ);
-    for (let i = 0; i < NQ; i++) qpos[i] = this.initQpos[i] + this.rng.uniform(-s, s);
-    const qvel = new Float64Array(NV);
-    for (let i = 0; i < NV; i++) qvel[i] = this.initQvel[i] + this.rng.uniform(-s, s);
+    const qpos = uniformAround(this.initQpos, s, this.rng);
+    const qvel = uniformAround(this.initQvel, s, this.rng);
     this.setState(qpos, qvel);
     return this.#obs();
   }
 
   protected stepPlant(applied: Float64Array, commanded: Float64Array): PlantStep {
-    const xBefore = this.qpos[0];
-    this.doSimulation(applied);
-    const xAfter = this.qpos[0];
-    const xVelocity = (xAfter - xBefore) / this.dt;
+    const { xAfter, xVelocity } = this.doSimulationTrackingX(applied);
     const obs = this.#obs();
     const healthy = this.isHealthy;
-    const forwardReward = HOPPER_V5.forwardRewardWeight * xVelocity;
-    const healthyReward = healthy ? HOPPER_V5.healthyReward : 0;
-    const ctrlCost = HOPPER_V5.ctrlCostWeight * sumOfSquares(commanded, 0, NU);
+    const { reward, info } = healthyForwardReward(HOPPER_V5, xVelocity, healthy, commanded);
     return {
       obs,
-      reward: forwardReward + healthyReward - ctrlCost,
+      reward,
       terminated: !healthy,
-      info: {
-        x_position: xAfter,
-        z_distance_from_origin: this.qpos[1] - this.initQpos[1],
-        x_velocity: xVelocity,
-        reward_forward: forwardReward,
-        reward_ctrl: -ctrlCost,
-        reward_survive: healthyReward,
-      },
+      info: { x_position: xAfter, z_distance_from_origin: this.qpos[1] - this.initQpos[1], x_velocity: xVelocity, ...info },
     };
   }
 
+  /** `qpos[1:]` then `qvel` clipped to ±10. */
   #obs(): Float64Array {
-    const qpos = this.qpos;
-    const qvel = this.qvel;
-    const c = HOPPER_V5.velocityClip;
-    const obs = new Float64Array(OBS_DIM);
-    for (let i = 1; i < NQ; i++) obs[i - 1] = qpos[i];
-    for (let i = 0; i < NV; i++) obs[NQ - 1 + i] = clip(qvel[i], -c, c);
-    return obs;
+    return positionVelocityObs(this.qpos, this.qvel, 1, HOPPER_V5.velocityClip);
   }
 }
 
@@ -227,21 +198,3 @@ export const HOPPER_SPEC: EnvSpec = {
   task: hopperTask,
   make: (options = {}) => Hopper.create(options),
 };
-
-/** Throws when a compiled model does not have the task's sizes (e.g. a wrong MJCF file). */
-function checkModelSizes(ctx: MujocoContext, id: string, nq: number, nv: number, nu: number): void {
-  const m = ctx.model;
-  if (m.nq !== nq || m.nv !== nv || m.nu !== nu) {
-    throw new Error(`${id}: the MJCF model has nq=${m.nq}, nv=${m.nv}, nu=${m.nu}; expected nq=${nq}, nv=${nv}, nu=${nu}`);
-  }
-}
-
-function sumOfSquares(a: ArrayLike<number>, start: number, len: number): number {
-  let s = 0;
-  for (let i = start; i < start + len; i++) s += a[i] * a[i];
-  return s;
-}
-
-function clip(x: number, lo: number, hi: number): number {
-  return Math.min(hi, Math.max(lo, x));
-}

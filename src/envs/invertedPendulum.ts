@@ -1,7 +1,7 @@
 import type { TaskFunctions } from '../core/env.js';
-import { ValidationError } from '../core/errors.js';
 import type { PlantStep } from './baseEnv.js';
-import { MujocoEnv, loadMujocoContext, type MujocoContext, type MujocoEnvOptions } from './mujocoEnv.js';
+import { MujocoEnv, createMujocoEnv, type MujocoContext, type MujocoEnvOptions } from './mujocoEnv.js';
+import { uniformAround } from './mujocoTaskUtils.js';
 import type { EnvSpec } from './spec.js';
 
 const ID = 'InvertedPendulum-v5';
@@ -38,7 +38,7 @@ export class InvertedPendulum extends MujocoEnv {
   readonly id = ID;
 
   private constructor(ctx: MujocoContext, options: MujocoEnvOptions) {
-    super(ctx, options, { id: ID, frameSkip: FRAME_SKIP, obsDim: OBS_DIM, maxEpisodeSteps: MAX_EPISODE_STEPS });
+    super(ctx, options, { id: ID, mjcfFile: MJCF_FILE, sizes: MODEL_DIMS, frameSkip: FRAME_SKIP, obsDim: OBS_DIM, maxEpisodeSteps: MAX_EPISODE_STEPS });
   }
 
   /**
@@ -48,15 +48,8 @@ export class InvertedPendulum extends MujocoEnv {
    * @throws MjcfNotFoundError when the MJCF file cannot be found; ValidationError for bad physics
    *   or a model of the wrong size.
    */
-  static async create(options: MujocoEnvOptions = {}): Promise<InvertedPendulum> {
-    const ctx = await loadMujocoContext(MJCF_FILE, options);
-    checkModel(ctx);
-    try {
-      return new InvertedPendulum(ctx, options);
-    } catch (err) {
-      ctx.model.delete();
-      throw err;
-    }
+  static create(options: MujocoEnvOptions = {}): Promise<InvertedPendulum> {
+    return createMujocoEnv(MJCF_FILE, options, (ctx) => new InvertedPendulum(ctx, options));
   }
 
   override get obsNames(): readonly string[] {
@@ -65,10 +58,8 @@ export class InvertedPendulum extends MujocoEnv {
 
   protected resetPlant(): Float64Array {
     this.resetData();
-    const qpos = new Float64Array(MODEL_DIMS.nq);
-    const qvel = new Float64Array(MODEL_DIMS.nv);
-    for (let i = 0; i < qpos.length; i++) qpos[i] = this.initQpos[i] + this.rng.uniform(-RESET_NOISE_SCALE, RESET_NOISE_SCALE);
-    for (let i = 0; i < qvel.length; i++) qvel[i] = this.initQvel[i] + this.rng.uniform(-RESET_NOISE_SCALE, RESET_NOISE_SCALE);
+    const qpos = uniformAround(this.initQpos, RESET_NOISE_SCALE, this.rng);
+    const qvel = uniformAround(this.initQvel, RESET_NOISE_SCALE, this.rng);
     this.setState(qpos, qvel);
     return this.#obs();
   }
@@ -94,14 +85,6 @@ const OBS_NAMES: readonly string[] = Object.freeze(['qpos[0]:slider', 'qpos[1]:h
 function isHealthy(obs: ArrayLike<number>, offset: number): boolean {
   for (let j = 0; j < OBS_DIM; j++) if (!Number.isFinite(obs[offset + j])) return false;
   return Math.abs(obs[offset + 1]) <= MAX_POLE_ANGLE;
-}
-
-function checkModel(ctx: MujocoContext): void {
-  const { nq, nv, nu } = ctx.model;
-  if (nq !== MODEL_DIMS.nq || nv !== MODEL_DIMS.nv || nu !== MODEL_DIMS.nu) {
-    ctx.model.delete();
-    throw new ValidationError(ID, 'mjcf', `expected a model with nq=${MODEL_DIMS.nq}, nv=${MODEL_DIMS.nv}, nu=${MODEL_DIMS.nu} (Gymnasium's ${MJCF_FILE}), got nq=${nq}, nv=${nv}, nu=${nu}`);
-  }
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { MainModule, MjData, MjModel } from 'mujoco-js';
 import type { EnvOptions } from '../core/env.js';
+import { ValidationError } from '../core/errors.js';
 import { Box } from '../core/spaces.js';
 import { BaseEnv } from './baseEnv.js';
 import { compileMjcf, loadMujoco, resolveMjcf, type MjcfLocation } from './mujocoRuntime.js';
@@ -11,6 +12,32 @@ export interface MujocoEnvOptions extends EnvOptions, MjcfLocation {}
 export interface MujocoContext {
   mj: MainModule;
   model: MjModel;
+  /**
+   * The data `MujocoEnv`'s constructor allocated for `model`, recorded here so that
+   * `createMujocoEnv` can free it when a task's constructor throws after `super()` (e.g. a
+   * missing body).
+   */
+  data?: MjData;
+}
+
+/** The sizes of the compiled model a task is written for (those of Gymnasium's MJCF file). */
+export interface MujocoModelSizes {
+  nq: number;
+  nv: number;
+  nu: number;
+  /** Checked only where the task indexes bodies by number (Ant's contact forces). */
+  nbody?: number;
+}
+
+/** What a MuJoCo task tells `MujocoEnv`'s constructor about itself. */
+export interface MujocoTaskSpec {
+  id: string;
+  /** Gymnasium's MJCF file, named in the error when the model has other sizes. */
+  mjcfFile: string;
+  sizes: MujocoModelSizes;
+  frameSkip: number;
+  obsDim: number;
+  maxEpisodeSteps: number;
 }
 
 /**
@@ -22,6 +49,28 @@ export async function loadMujocoContext(fileName: string, options: MujocoEnvOpti
   const mj = await loadMujoco();
   const model = compileMjcf(mj, path);
   return { mj, model };
+}
+
+/**
+ * The body of every MuJoCo task's `static create`: loads MuJoCo, compiles `fileName` (found
+ * through `resolveMjcf`) and builds the task with `construct`. When `construct` throws (a model
+ * of the wrong size, bad physics, a missing body), it frees the model, and the data if the
+ * constructor got as far as allocating it, then rethrows.
+ * @throws MjcfNotFoundError when the MJCF file cannot be found, and whatever `construct` throws.
+ * @example
+ * static create(options: MujocoEnvOptions = {}): Promise<Swimmer> {
+ *   return createMujocoEnv(MJCF_FILE, options, (ctx) => new Swimmer(ctx, options));
+ * }
+ */
+export async function createMujocoEnv<E extends MujocoEnv>(fileName: string, options: MujocoEnvOptions, construct: (ctx: MujocoContext) => E): Promise<E> {
+  const ctx = await loadMujocoContext(fileName, options);
+  try {
+    return construct(ctx);
+  } catch (err) {
+    ctx.data?.delete();
+    ctx.model.delete();
+    throw err;
+  }
 }
 
 /**
@@ -48,13 +97,19 @@ export abstract class MujocoEnv extends BaseEnv {
   protected readonly initQvel: Float64Array;
   #closed = false;
 
-  protected constructor(ctx: MujocoContext, options: MujocoEnvOptions, spec: { id: string; frameSkip: number; obsDim: number; maxEpisodeSteps: number }) {
+  /**
+   * @throws ValidationError when the compiled model's sizes are not `spec.sizes` (e.g. another
+   *   task's MJCF file), or for bad physics or time limit
+   */
+  protected constructor(ctx: MujocoContext, options: MujocoEnvOptions, spec: MujocoTaskSpec) {
+    checkModelSizes(ctx.model, spec);
     super(options, spec.maxEpisodeSteps, { massScale: true, frictionScale: true, actuatorGain: true }, spec.id);
     this.mj = ctx.mj;
     this.model = ctx.model;
     this.frameSkip = spec.frameSkip;
     const scaled = this.#applyPhysics();
     this.data = new ctx.mj.MjData(this.model);
+    ctx.data = this.data;
     // Recompute the model's derived constants (subtree masses, inverse weights, actuator_acc0)
     // from the scaled masses, as compiling the scaled model would; nominal models are untouched.
     // mj_setConst uses the data as workspace and leaves qpos zeroed, so reset it afterwards.
@@ -95,6 +150,18 @@ export abstract class MujocoEnv extends BaseEnv {
     (this.data.ctrl as Float64Array).set(ctrl);
     for (let i = 0; i < this.frameSkip; i++) this.mj.mj_step(this.model, this.data);
     this.mj.mj_rnePostConstraint(this.model, this.data);
+  }
+
+  /**
+   * `doSimulation(ctrl)`, measuring the root's move along x (x = qpos[0]) as Gymnasium's
+   * HalfCheetah, Hopper and Walker2d `step` do: returns `x_position_after` and
+   * `x_velocity = (x_position_after − x_position_before) / dt`.
+   */
+  protected doSimulationTrackingX(ctrl: ArrayLike<number>): { xAfter: number; xVelocity: number } {
+    const xBefore = this.qpos[0];
+    this.doSimulation(ctrl);
+    const xAfter = this.qpos[0];
+    return { xAfter, xVelocity: (xAfter - xBefore) / this.dt };
   }
 
   /** Views of MuJoCo's arrays; taken fresh on each call because WASM memory can grow. */
@@ -141,6 +208,14 @@ export abstract class MujocoEnv extends BaseEnv {
     if (actuatorGain !== 1) scale(m.actuator_gear as Float64Array, actuatorGain);
     return massScale !== 1 || frictionScale !== 1 || actuatorGain !== 1;
   }
+}
+
+/** @throws ValidationError naming the task, the MJCF file, and the expected and actual sizes. */
+function checkModelSizes(model: MjModel, spec: MujocoTaskSpec): void {
+  const keys = (['nq', 'nv', 'nu', 'nbody'] as const).filter((k) => spec.sizes[k] !== undefined);
+  if (keys.every((k) => model[k] === spec.sizes[k])) return;
+  const list = (sizes: Partial<Record<(typeof keys)[number], number>>): string => keys.map((k) => `${k}=${sizes[k]}`).join(', ');
+  throw new ValidationError(spec.id, 'mjcf', `expected a model with ${list(spec.sizes)} (Gymnasium's ${spec.mjcfFile}), got ${list(model)}`);
 }
 
 function scale(a: Float64Array, s: number): void {

@@ -1,7 +1,7 @@
 import type { TaskFunctions } from '../core/env.js';
-import { ValidationError } from '../core/errors.js';
 import type { PlantStep } from './baseEnv.js';
-import { MujocoEnv, loadMujocoContext, type MujocoContext, type MujocoEnvOptions } from './mujocoEnv.js';
+import { MujocoEnv, createMujocoEnv, type MujocoContext, type MujocoEnvOptions } from './mujocoEnv.js';
+import { sumOfSquares, uniformAround } from './mujocoTaskUtils.js';
 import type { EnvSpec } from './spec.js';
 
 const ID = 'Reacher-v5';
@@ -56,15 +56,10 @@ export class Reacher extends MujocoEnv {
   readonly #targetId: number;
 
   private constructor(ctx: MujocoContext, options: MujocoEnvOptions) {
-    super(ctx, options, { id: ID, frameSkip: FRAME_SKIP, obsDim: OBS_DIM, maxEpisodeSteps: MAX_EPISODE_STEPS });
-    try {
-      this.#fingertipId = this.bodyId('fingertip');
-      this.#targetId = this.bodyId('target');
-    } catch (err) {
-      // `create` releases the model; the data is ours.
-      this.data.delete();
-      throw err;
-    }
+    super(ctx, options, { id: ID, mjcfFile: MJCF_FILE, sizes: MODEL_DIMS, frameSkip: FRAME_SKIP, obsDim: OBS_DIM, maxEpisodeSteps: MAX_EPISODE_STEPS });
+    // When a body is missing, `createMujocoEnv` frees the model and the data.
+    this.#fingertipId = this.bodyId('fingertip');
+    this.#targetId = this.bodyId('target');
   }
 
   /**
@@ -74,15 +69,8 @@ export class Reacher extends MujocoEnv {
    * @throws MjcfNotFoundError when the MJCF file cannot be found; ValidationError for bad physics
    *   or a model of the wrong size; Error when the `fingertip` or `target` body is missing.
    */
-  static async create(options: MujocoEnvOptions = {}): Promise<Reacher> {
-    const ctx = await loadMujocoContext(MJCF_FILE, options);
-    checkModel(ctx);
-    try {
-      return new Reacher(ctx, options);
-    } catch (err) {
-      ctx.model.delete();
-      throw err;
-    }
+  static create(options: MujocoEnvOptions = {}): Promise<Reacher> {
+    return createMujocoEnv(MJCF_FILE, options, (ctx) => new Reacher(ctx, options));
   }
 
   override get obsNames(): readonly string[] {
@@ -99,8 +87,7 @@ export class Reacher extends MujocoEnv {
     this.resetData();
     // Gymnasium's draw order: noise for all of qpos (the target's two entries are then
     // overwritten), the goal by rejection, then noise for all of qvel.
-    const qpos = new Float64Array(MODEL_DIMS.nq);
-    for (let i = 0; i < qpos.length; i++) qpos[i] = this.rng.uniform(-ARM_QPOS_NOISE, ARM_QPOS_NOISE) + this.initQpos[i];
+    const qpos = uniformAround(this.initQpos, ARM_QPOS_NOISE, this.rng);
     let gx: number;
     let gy: number;
     do {
@@ -109,8 +96,7 @@ export class Reacher extends MujocoEnv {
     } while (!(Math.hypot(gx, gy) < GOAL_RADIUS));
     qpos[2] = gx;
     qpos[3] = gy;
-    const qvel = new Float64Array(MODEL_DIMS.nv);
-    for (let i = 0; i < qvel.length; i++) qvel[i] = this.initQvel[i] + this.rng.uniform(-ARM_QVEL_NOISE, ARM_QVEL_NOISE);
+    const qvel = uniformAround(this.initQvel, ARM_QVEL_NOISE, this.rng);
     qvel[2] = 0;
     qvel[3] = 0;
     this.setState(qpos, qvel);
@@ -121,7 +107,7 @@ export class Reacher extends MujocoEnv {
     this.doSimulation(applied);
     const [dx, dy, dz] = this.#fingertipMinusTarget();
     const rewardDist = -Math.hypot(dx, dy, dz) * REWARD_DIST_WEIGHT;
-    const rewardCtrl = -sumOfSquares(commanded, 0) * REWARD_CONTROL_WEIGHT;
+    const rewardCtrl = -sumOfSquares(commanded, 0, ACT_DIM) * REWARD_CONTROL_WEIGHT;
     return { obs: this.#obs(), reward: rewardDist + rewardCtrl, terminated: false, info: { reward_dist: rewardDist, reward_ctrl: rewardCtrl } };
   }
 
@@ -152,20 +138,6 @@ const OBS_NAMES: readonly string[] = Object.freeze([
   'fingertip_y-target_y',
 ]);
 
-function sumOfSquares(a: ArrayLike<number>, offset: number): number {
-  let s = 0;
-  for (let j = 0; j < ACT_DIM; j++) s += a[offset + j] * a[offset + j];
-  return s;
-}
-
-function checkModel(ctx: MujocoContext): void {
-  const { nq, nv, nu } = ctx.model;
-  if (nq !== MODEL_DIMS.nq || nv !== MODEL_DIMS.nv || nu !== MODEL_DIMS.nu) {
-    ctx.model.delete();
-    throw new ValidationError(ID, 'mjcf', `expected a model with nq=${MODEL_DIMS.nq}, nv=${MODEL_DIMS.nv}, nu=${MODEL_DIMS.nu} (Gymnasium's ${MJCF_FILE}), got nq=${nq}, nv=${nv}, nu=${nu}`);
-  }
-}
-
 /**
  * Reacher-v5's reward and termination from (obs, action, nextObs):
  * `−‖nextObs[8:10]‖ − Σ a²`. v5 measures the distance after the step, and the next observation
@@ -176,7 +148,7 @@ export const reacherTask: TaskFunctions = {
   reward(_obs, act, nextObs, n, out) {
     for (let i = 0; i < n; i++) {
       const dist = Math.hypot(nextObs[i * OBS_DIM + OBS_VEC], nextObs[i * OBS_DIM + OBS_VEC + 1]);
-      out[i] = -dist * REWARD_DIST_WEIGHT - sumOfSquares(act, i * ACT_DIM) * REWARD_CONTROL_WEIGHT;
+      out[i] = -dist * REWARD_DIST_WEIGHT - sumOfSquares(act, i * ACT_DIM, ACT_DIM) * REWARD_CONTROL_WEIGHT;
     }
   },
   terminated(_obs, _act, _nextObs, n, out) {

@@ -1,7 +1,7 @@
 import type { EnvInfo, TaskFunctions } from '../core/env.js';
-import { ValidationError } from '../core/errors.js';
 import type { PlantStep } from './baseEnv.js';
-import { MujocoEnv, loadMujocoContext, type MujocoContext, type MujocoEnvOptions } from './mujocoEnv.js';
+import { MujocoEnv, createMujocoEnv, type MujocoContext, type MujocoEnvOptions } from './mujocoEnv.js';
+import { positionVelocityNames, positionVelocityObs, sumOfSquares, uniformAround } from './mujocoTaskUtils.js';
 import type { EnvSpec } from './spec.js';
 
 const ID = 'Swimmer-v5';
@@ -39,7 +39,7 @@ export class Swimmer extends MujocoEnv {
   readonly id = ID;
 
   private constructor(ctx: MujocoContext, options: MujocoEnvOptions) {
-    super(ctx, options, { id: ID, frameSkip: FRAME_SKIP, obsDim: OBS_DIM, maxEpisodeSteps: MAX_EPISODE_STEPS });
+    super(ctx, options, { id: ID, mjcfFile: MJCF_FILE, sizes: MODEL_DIMS, frameSkip: FRAME_SKIP, obsDim: OBS_DIM, maxEpisodeSteps: MAX_EPISODE_STEPS });
   }
 
   /**
@@ -49,15 +49,8 @@ export class Swimmer extends MujocoEnv {
    * @throws MjcfNotFoundError when the MJCF file cannot be found; ValidationError for bad physics
    *   or a model of the wrong size.
    */
-  static async create(options: MujocoEnvOptions = {}): Promise<Swimmer> {
-    const ctx = await loadMujocoContext(MJCF_FILE, options);
-    checkModel(ctx);
-    try {
-      return new Swimmer(ctx, options);
-    } catch (err) {
-      ctx.model.delete();
-      throw err;
-    }
+  static create(options: MujocoEnvOptions = {}): Promise<Swimmer> {
+    return createMujocoEnv(MJCF_FILE, options, (ctx) => new Swimmer(ctx, options));
   }
 
   override get obsNames(): readonly string[] {
@@ -72,10 +65,8 @@ export class Swimmer extends MujocoEnv {
 
   protected resetPlant(): Float64Array {
     this.resetData();
-    const qpos = new Float64Array(MODEL_DIMS.nq);
-    const qvel = new Float64Array(MODEL_DIMS.nv);
-    for (let i = 0; i < qpos.length; i++) qpos[i] = this.initQpos[i] + this.rng.uniform(-RESET_NOISE_SCALE, RESET_NOISE_SCALE);
-    for (let i = 0; i < qvel.length; i++) qvel[i] = this.initQvel[i] + this.rng.uniform(-RESET_NOISE_SCALE, RESET_NOISE_SCALE);
+    const qpos = uniformAround(this.initQpos, RESET_NOISE_SCALE, this.rng);
+    const qvel = uniformAround(this.initQvel, RESET_NOISE_SCALE, this.rng);
     this.setState(qpos, qvel);
     return this.#obs();
   }
@@ -87,7 +78,7 @@ export class Swimmer extends MujocoEnv {
     const xVelocity = (xAfter - xBefore) / this.dt;
     const yVelocity = (yAfter - yBefore) / this.dt;
     const forwardReward = FORWARD_REWARD_WEIGHT * xVelocity;
-    const ctrlCost = CTRL_COST_WEIGHT * sumOfSquares(commanded, 0);
+    const ctrlCost = CTRL_COST_WEIGHT * sumOfSquares(commanded, 0, ACT_DIM);
     return {
       obs: this.#obs(),
       reward: forwardReward - ctrlCost,
@@ -104,33 +95,14 @@ export class Swimmer extends MujocoEnv {
     };
   }
 
+  /** `qpos[2:]` (the tip's x and y excluded) then `qvel`. */
   #obs(): Float64Array {
-    const obs = new Float64Array(OBS_DIM);
-    obs.set(this.qpos.subarray(2, MODEL_DIMS.nq), 0);
-    obs.set(this.qvel.subarray(0, MODEL_DIMS.nv), MODEL_DIMS.nq - 2);
-    return obs;
+    return positionVelocityObs(this.qpos, this.qvel, 2);
   }
 }
 
 const JOINTS = ['slider1', 'slider2', 'free_body_rot', 'motor1_rot', 'motor2_rot'];
-const OBS_NAMES: readonly string[] = Object.freeze([
-  ...JOINTS.slice(2).map((j, i) => `qpos[${i + 2}]:${j}`),
-  ...JOINTS.map((j, i) => `qvel[${i}]:${j}`),
-]);
-
-function sumOfSquares(a: ArrayLike<number>, offset: number): number {
-  let s = 0;
-  for (let j = 0; j < ACT_DIM; j++) s += a[offset + j] * a[offset + j];
-  return s;
-}
-
-function checkModel(ctx: MujocoContext): void {
-  const { nq, nv, nu } = ctx.model;
-  if (nq !== MODEL_DIMS.nq || nv !== MODEL_DIMS.nv || nu !== MODEL_DIMS.nu) {
-    ctx.model.delete();
-    throw new ValidationError(ID, 'mjcf', `expected a model with nq=${MODEL_DIMS.nq}, nv=${MODEL_DIMS.nv}, nu=${MODEL_DIMS.nu} (Gymnasium's ${MJCF_FILE}), got nq=${nq}, nv=${nv}, nu=${nu}`);
-  }
-}
+const OBS_NAMES = positionVelocityNames(JOINTS, 2);
 
 /**
  * Swimmer-v5's reward and termination from (obs, action, nextObs). The environment's forward
@@ -144,7 +116,7 @@ export const swimmerTask: TaskFunctions = {
   reward(obs, act, nextObs, n, out) {
     for (let i = 0; i < n; i++) {
       const vx = 0.5 * (obs[i * OBS_DIM + OBS_X_VELOCITY] + nextObs[i * OBS_DIM + OBS_X_VELOCITY]);
-      out[i] = FORWARD_REWARD_WEIGHT * vx - CTRL_COST_WEIGHT * sumOfSquares(act, i * ACT_DIM);
+      out[i] = FORWARD_REWARD_WEIGHT * vx - CTRL_COST_WEIGHT * sumOfSquares(act, i * ACT_DIM, ACT_DIM);
     }
   },
   terminated(_obs, _act, _nextObs, n, out) {

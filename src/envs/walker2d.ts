@@ -1,6 +1,7 @@
 import type { EnvInfo, TaskFunctions } from '../core/env.js';
 import type { PlantStep } from './baseEnv.js';
-import { MujocoEnv, loadMujocoContext, type MujocoContext, type MujocoEnvOptions } from './mujocoEnv.js';
+import { MujocoEnv, createMujocoEnv, type MujocoContext, type MujocoEnvOptions } from './mujocoEnv.js';
+import { healthyForwardReward, positionVelocityNames, positionVelocityObs, sumOfSquares, uniformAround } from './mujocoTaskUtils.js';
 import type { EnvSpec } from './spec.js';
 
 /**
@@ -36,10 +37,7 @@ const NU = 6;
 const OBS_DIM = NQ - 1 + NV;
 const JOINTS = ['rootx', 'rootz', 'rooty', 'thigh_joint', 'leg_joint', 'foot_joint', 'thigh_left_joint', 'leg_left_joint', 'foot_left_joint'];
 
-const OBS_NAMES: readonly string[] = Object.freeze([
-  ...JOINTS.slice(1).map((j, i) => `qpos[${i + 1}]:${j}`),
-  ...JOINTS.map((j, i) => `qvel[${i}]:${j}`),
-]);
+const OBS_NAMES = positionVelocityNames(JOINTS, 1);
 
 /**
  * Gymnasium's `Walker2d-v5` (gymnasium/envs/mujoco/walker2d_v5.py) on real MuJoCo: a planar
@@ -70,22 +68,22 @@ export class Walker2d extends MujocoEnv {
   /**
    * @param ctx a MuJoCo module and the compiled `walker2d_v5.xml` (see `loadMujocoContext`)
    * @param options physics, time limit (default 1000), seed (default 0)
-   * @throws Error when the model's sizes are not the walker's (nq 9, nv 9, nu 6)
+   * @throws ValidationError when the model's sizes are not the walker's (nq 9, nv 9, nu 6)
    */
   constructor(ctx: MujocoContext, options: MujocoEnvOptions = {}) {
-    checkModelSizes(ctx, ID, NQ, NV, NU);
-    super(ctx, options, { id: ID, frameSkip: WALKER2D_V5.frameSkip, obsDim: OBS_DIM, maxEpisodeSteps: WALKER2D_V5.maxEpisodeSteps });
+    super(ctx, options, {
+      id: ID,
+      mjcfFile: WALKER2D_V5.mjcfFile,
+      sizes: { nq: NQ, nv: NV, nu: NU },
+      frameSkip: WALKER2D_V5.frameSkip,
+      obsDim: OBS_DIM,
+      maxEpisodeSteps: WALKER2D_V5.maxEpisodeSteps,
+    });
   }
 
   /** Loads MuJoCo and `walker2d_v5.xml` (from `mjcfPath`, `mjcfDir` or `$MBRL_MJCF_DIR`) and builds the env. */
-  static async create(options: MujocoEnvOptions = {}): Promise<Walker2d> {
-    const ctx = await loadMujocoContext(WALKER2D_V5.mjcfFile, options);
-    try {
-      return new Walker2d(ctx, options);
-    } catch (err) {
-      ctx.model.delete();
-      throw err;
-    }
+  static create(options: MujocoEnvOptions = {}): Promise<Walker2d> {
+    return createMujocoEnv(WALKER2D_V5.mjcfFile, options, (ctx) => new Walker2d(ctx, options));
   }
 
   override get obsNames(): readonly string[] {
@@ -106,47 +104,28 @@ export class Walker2d extends MujocoEnv {
     this.resetData();
     const s = WALKER2D_V5.resetNoiseScale;
     // Gymnasium draws all of qpos's noise, then all of qvel's.
-    const qpos = new Float64Array(NQ);
-    for (let i = 0; i < NQ; i++) qpos[i] = this.initQpos[i] + this.rng.uniform(-s, s);
-    const qvel = new Float64Array(NV);
-    for (let i = 0; i < NV; i++) qvel[i] = this.initQvel[i] + this.rng.uniform(-s, s);
+    const qpos = uniformAround(this.initQpos, s, this.rng);
+    const qvel = uniformAround(this.initQvel, s, this.rng);
     this.setState(qpos, qvel);
     return this.#obs();
   }
 
   protected stepPlant(applied: Float64Array, commanded: Float64Array): PlantStep {
-    const xBefore = this.qpos[0];
-    this.doSimulation(applied);
-    const xAfter = this.qpos[0];
-    const xVelocity = (xAfter - xBefore) / this.dt;
+    const { xAfter, xVelocity } = this.doSimulationTrackingX(applied);
     const obs = this.#obs();
     const isHealthy = this.isHealthy;
-    const forwardReward = WALKER2D_V5.forwardRewardWeight * xVelocity;
-    const healthyReward = isHealthy ? WALKER2D_V5.healthyReward : 0;
-    const ctrlCost = WALKER2D_V5.ctrlCostWeight * sumOfSquares(commanded, 0, NU);
+    const { reward, info } = healthyForwardReward(WALKER2D_V5, xVelocity, isHealthy, commanded);
     return {
       obs,
-      reward: forwardReward + healthyReward - ctrlCost,
+      reward,
       terminated: !isHealthy,
-      info: {
-        x_position: xAfter,
-        z_distance_from_origin: this.qpos[1] - this.initQpos[1],
-        x_velocity: xVelocity,
-        reward_forward: forwardReward,
-        reward_ctrl: -ctrlCost,
-        reward_survive: healthyReward,
-      },
+      info: { x_position: xAfter, z_distance_from_origin: this.qpos[1] - this.initQpos[1], x_velocity: xVelocity, ...info },
     };
   }
 
+  /** `qpos[1:]` then `qvel` clipped to ±10. */
   #obs(): Float64Array {
-    const qpos = this.qpos;
-    const qvel = this.qvel;
-    const c = WALKER2D_V5.velocityClip;
-    const obs = new Float64Array(OBS_DIM);
-    for (let i = 1; i < NQ; i++) obs[i - 1] = qpos[i];
-    for (let i = 0; i < NV; i++) obs[NQ - 1 + i] = clip(qvel[i], -c, c);
-    return obs;
+    return positionVelocityObs(this.qpos, this.qvel, 1, WALKER2D_V5.velocityClip);
   }
 }
 
@@ -201,21 +180,3 @@ export const WALKER2D_SPEC: EnvSpec = {
   task: walker2dTask,
   make: (options = {}) => Walker2d.create(options),
 };
-
-/** Throws when a compiled model does not have the task's sizes (e.g. a wrong MJCF file). */
-function checkModelSizes(ctx: MujocoContext, id: string, nq: number, nv: number, nu: number): void {
-  const m = ctx.model;
-  if (m.nq !== nq || m.nv !== nv || m.nu !== nu) {
-    throw new Error(`${id}: the MJCF model has nq=${m.nq}, nv=${m.nv}, nu=${m.nu}; expected nq=${nq}, nv=${nv}, nu=${nu}`);
-  }
-}
-
-function sumOfSquares(a: ArrayLike<number>, start: number, len: number): number {
-  let s = 0;
-  for (let i = start; i < start + len; i++) s += a[i] * a[i];
-  return s;
-}
-
-function clip(x: number, lo: number, hi: number): number {
-  return Math.min(hi, Math.max(lo, x));
-}

@@ -1,22 +1,23 @@
-import type { MjModel } from 'mujoco-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PhysicsParams } from '../../src/core/env.js';
-import { ValidationError } from '../../src/core/errors.js';
 import { Rng } from '../../src/core/rng.js';
 import { HALF_CHEETAH_SPEC, HalfCheetah, halfCheetahTask } from '../../src/envs/halfCheetah.js';
 import { HAVE_MJCF, MJCF_SKIP_REASON } from '../helpers.js';
-
-/** The protected MuJoCo state, read (and set) through a cast: tests only. */
-interface Internals {
-  qpos: Float64Array;
-  qvel: Float64Array;
-  initQpos: Float64Array;
-  initQvel: Float64Array;
-  model: MjModel;
-  data: { time: number };
-  setState(qpos: ArrayLike<number>, qvel: ArrayLike<number>): void;
-}
-const internals = (env: HalfCheetah): Internals => env as unknown as Internals;
+import {
+  expectCloseIdempotent,
+  expectDeterministicPerSeed,
+  expectGymnasiumFacts,
+  expectScaled,
+  expectSpecMakes,
+  expectTruncatesAt,
+  forwardRewardErrors,
+  internals,
+  mean,
+  type MujocoInternals,
+  rejectBadActions,
+  std,
+  stepDelayedAndStill,
+} from './mujocoTestUtils.js';
 
 describe.skipIf(!HAVE_MJCF)(`HalfCheetah-v5 ${MJCF_SKIP_REASON}`, () => {
   let env: HalfCheetah;
@@ -26,32 +27,26 @@ describe.skipIf(!HAVE_MJCF)(`HalfCheetah-v5 ${MJCF_SKIP_REASON}`, () => {
   afterAll(() => env.close());
 
   it("has Gymnasium's spaces, dt and time limit, and the spec agrees", () => {
-    expect(env.id).toBe('HalfCheetah-v5');
-    expect(env.observationSpace.dim).toBe(17);
-    expect(env.observationSpace.isBounded()).toBe(false);
-    expect(env.actionSpace.dim).toBe(6);
-    expect(Array.from(env.actionSpace.low)).toEqual([-1, -1, -1, -1, -1, -1]);
-    expect(Array.from(env.actionSpace.high)).toEqual([1, 1, 1, 1, 1, 1]);
-    expect(env.frameSkip).toBe(5);
-    expect(env.dt).toBeCloseTo(0.05, 12);
-    expect(env.maxEpisodeSteps).toBe(1000);
+    expectGymnasiumFacts(env, HALF_CHEETAH_SPEC, {
+      id: 'HalfCheetah-v5',
+      obsDim: 17,
+      actLow: [-1, -1, -1, -1, -1, -1],
+      actHigh: [1, 1, 1, 1, 1, 1],
+      frameSkip: 5,
+      dt: 0.05,
+      maxEpisodeSteps: 1000,
+      mjcfFile: 'half_cheetah.xml',
+    });
     expect(env.obsNames).toHaveLength(17);
     expect(env.obsNames?.[0]).toBe('qpos[1]:rootz');
     expect(env.obsNames?.[8]).toBe('qvel[0]:rootx');
     expect(env.obsNames?.[16]).toBe('qvel[8]:ffoot');
-    const s = HALF_CHEETAH_SPEC;
-    expect([s.id, s.kind, s.obsDim, s.actDim, s.maxEpisodeSteps, s.mjcfFile]).toEqual([env.id, 'mujoco', 17, 6, 1000, 'half_cheetah.xml']);
-    expect(s.actLow).toEqual(Array.from(env.actionSpace.low));
-    expect(s.actHigh).toEqual(Array.from(env.actionSpace.high));
-    expect(s.dt).toBeCloseTo(env.dt, 12);
-    expect(s.task).toBe(halfCheetahTask);
+    expect(HALF_CHEETAH_SPEC.task).toBe(halfCheetahTask);
     expect(halfCheetahTask.rewardExact).toBe(false);
   });
 
   it('spec.make builds a HalfCheetah', async () => {
-    const made = await HALF_CHEETAH_SPEC.make();
-    expect(made).toBeInstanceOf(HalfCheetah);
-    made.close();
+    await expectSpecMakes(HALF_CHEETAH_SPEC, HalfCheetah);
   });
 
   it('resets qpos to init + U(−0.1, 0.1) and qvel to init + 0.1·N(0, 1) over 300 seeds', () => {
@@ -114,43 +109,19 @@ describe.skipIf(!HAVE_MJCF)(`HalfCheetah-v5 ${MJCF_SKIP_REASON}`, () => {
   });
 
   it('truncates after 1000 steps and never terminates', () => {
-    env.reset({ seed: 0 });
-    for (let t = 1; t <= 1000; t++) {
-      const s = env.step([0, 0, 0, 0, 0, 0]);
-      expect(s.terminated).toBe(false);
-      expect(s.truncated).toBe(t === 1000);
-    }
-    expect(() => env.step([0, 0, 0, 0, 0, 0])).toThrow(ValidationError);
+    expectTruncatesAt(env, 1000, () => [0, 0, 0, 0, 0, 0]);
   });
 
   it('task reward approximates the forward reward within the measured bound; control cost exact', () => {
-    const rng = new Rng(2024);
-    let obs = env.reset({ seed: 2024 }).obs;
-    const r = new Float64Array(1);
-    const d = new Uint8Array(1);
-    let absErr = 0;
-    let absReward = 0;
-    let nextOnlyErr = 0;
-    const steps = 1000;
-    for (let t = 0; t < steps; t++) {
-      const a = env.actionSpace.sample(rng);
-      const s = env.step(a);
-      halfCheetahTask.reward(obs, a, s.obs, 1, r);
-      halfCheetahTask.terminated(obs, a, s.obs, 1, d);
-      expect(d[0]).toBe(0);
-      absErr += Math.abs(r[0] - s.reward);
-      absReward += Math.abs(s.reward);
-      nextOnlyErr += Math.abs(s.obs[8] + (s.info.reward_ctrl as number) - s.reward);
-      obs = s.obs;
-    }
-    const mae = absErr / steps;
-    console.log(`HalfCheetah task reward: MAE ${mae.toFixed(4)} vs mean |reward| ${(absReward / steps).toFixed(4)}; next-velocity-only MAE ${(nextOnlyErr / steps).toFixed(4)}`);
+    // The root's x velocity is obs[8].
+    const { mae, meanAbsReward, nextOnlyMae } = forwardRewardErrors(env, halfCheetahTask, { seed: 2024, steps: 1000, vxIndex: 8 });
+    console.log(`HalfCheetah task reward: MAE ${mae.toFixed(4)} vs mean |reward| ${meanAbsReward.toFixed(4)}; next-velocity-only MAE ${nextOnlyMae.toFixed(4)}`);
     // Measured 0.094 on this seed (0.084–0.088 on seeds 0–2, ≈0.08 on a smooth sinusoidal gait;
     // the plain trapezoid (v + v')/2 gives 0.14).
     // 0.12 leaves room for other MuJoCo builds, while a dropped control cost (E[0.1 Σ a²] = 0.2
     // for uniform actions) or the next-velocity-only estimate (0.22) would fail.
     expect(mae).toBeLessThan(0.12);
-    expect(mae).toBeLessThan(0.6 * (nextOnlyErr / steps));
+    expect(mae).toBeLessThan(0.6 * nextOnlyMae);
 
     // Batched, hand-computed: forward term 0.4·v + 0.6·v', control 0.1 Σ a².
     const o = new Float64Array(34);
@@ -169,41 +140,19 @@ describe.skipIf(!HAVE_MJCF)(`HalfCheetah-v5 ${MJCF_SKIP_REASON}`, () => {
   it('under action delay, moves with the delayed action but charges the commanded one', async () => {
     const delayed = await HalfCheetah.create({ physics: { actionDelaySteps: 1 } });
     try {
-      delayed.reset({ seed: 0 });
-      const s = delayed.step([1, -1, 0.5, 0, 0, 0.2]);
+      const s = stepDelayedAndStill(delayed, env, 0, [1, -1, 0.5, 0, 0, 0.2]);
       expect(s.info.reward_ctrl).toBeCloseTo(-0.1 * 2.29, 12);
-      env.reset({ seed: 0 });
-      const z = env.step([0, 0, 0, 0, 0, 0]);
-      expect(Array.from(s.obs)).toEqual(Array.from(z.obs));
     } finally {
       delayed.close();
     }
   });
 
   it('is deterministic per seed (a fresh instance included), and seeds differ', async () => {
-    const run = (e: HalfCheetah, seed: number): number[] => {
-      const rng = new Rng(11);
-      const out = Array.from(e.reset({ seed }).obs);
-      for (let t = 0; t < 50; t++) {
-        const s = e.step(e.actionSpace.sample(rng));
-        out.push(...s.obs, s.reward);
-      }
-      return out;
-    };
-    const first = run(env, 5);
-    expect(run(env, 5)).toEqual(first);
-    expect(run(env, 6)).not.toEqual(first);
-    // A fresh instance matches one that has run other episodes: reset clears all of MuJoCo's data.
-    const fresh = await HalfCheetah.create();
-    expect(run(fresh, 5)).toEqual(first);
-    expect(internals(env).data.time).toBeGreaterThan(0);
-    env.reset({ seed: 5 });
-    expect(internals(env).data.time).toBe(0);
-    fresh.close();
+    await expectDeterministicPerSeed(env, () => HalfCheetah.create(), { steps: 50 });
   });
 
   it('physics variants: half gain moves the torso and joints less; mass and friction scale the model; nominal equals default', async () => {
-    const rollout = async (physics: Partial<PhysicsParams>): Promise<{ obs: number[]; torsoPath: number; jointPath: number; model: Internals['model']; e: HalfCheetah }> => {
+    const rollout = async (physics: Partial<PhysicsParams>): Promise<{ obs: number[]; torsoPath: number; jointPath: number; model: MujocoInternals['model']; e: HalfCheetah }> => {
       const e = await HalfCheetah.create({ physics });
       const rng = new Rng(3);
       const obs = Array.from(e.reset({ seed: 0 }).obs);
@@ -238,9 +187,7 @@ describe.skipIf(!HAVE_MJCF)(`HalfCheetah-v5 ${MJCF_SKIP_REASON}`, () => {
         ['actuator_gear', 0.5, weak.model],
         ['body_mass', 1, weak.model],
       ] as const) {
-        const base = m0[name] as Float64Array;
-        const scaled = model[name] as Float64Array;
-        for (let k = 0; k < base.length; k++) expect(scaled[k]).toBeCloseTo(factor * base[k], 12);
+        expectScaled(m0[name] as Float64Array, model[name] as Float64Array, factor);
       }
     } finally {
       for (const r of [nominal, explicitNominal, weak, heavy, sticky]) r.e.close();
@@ -250,35 +197,11 @@ describe.skipIf(!HAVE_MJCF)(`HalfCheetah-v5 ${MJCF_SKIP_REASON}`, () => {
   it('rejects NaN and wrong-length actions naming `action`, leaving the state unchanged', () => {
     env.reset({ seed: 4 });
     env.step([0.1, 0.1, 0.1, 0.1, 0.1, 0.1]);
-    const before = [...internals(env).qpos, ...internals(env).qvel];
-    const fieldOf = (action: number[]): string => {
-      try {
-        env.step(action);
-      } catch (err) {
-        expect(err).toBeInstanceOf(ValidationError);
-        return (err as ValidationError).field;
-      }
-      throw new Error('expected a ValidationError');
-    };
-    expect(fieldOf([0, 0, 0, NaN, 0, 0])).toBe('action[3]');
-    expect(fieldOf([0, 0, 0, 0, 0])).toBe('action');
-    expect(fieldOf([0, 0, 0, 0, 0, Infinity])).toBe('action[5]');
-    expect([...internals(env).qpos, ...internals(env).qvel]).toEqual(before);
+    expect(rejectBadActions(env, [[0, 0, 0, NaN, 0, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0, Infinity]])).toEqual(['action[3]', 'action', 'action[5]']);
     expect(env.elapsedSteps).toBe(1);
   });
 
   it('close() is idempotent', async () => {
-    const e = await HalfCheetah.create();
-    e.close();
-    expect(() => e.close()).not.toThrow();
+    await expectCloseIdempotent(() => HalfCheetah.create());
   });
 });
-
-function mean(xs: number[]): number {
-  return xs.reduce((a, b) => a + b, 0) / xs.length;
-}
-
-function std(xs: number[]): number {
-  const m = mean(xs);
-  return Math.sqrt(xs.reduce((a, b) => a + (b - m) ** 2, 0) / xs.length);
-}

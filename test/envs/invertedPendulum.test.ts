@@ -1,21 +1,17 @@
-import type { MjModel } from 'mujoco-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ValidationError } from '../../src/core/errors.js';
 import { Rng } from '../../src/core/rng.js';
 import { INVERTED_PENDULUM_SPEC, InvertedPendulum, invertedPendulumTask } from '../../src/envs/invertedPendulum.js';
 import { HAVE_MJCF, MJCF_DIR, MJCF_SKIP_REASON } from '../helpers.js';
-
-/** The protected MuJoCo state, read (and set) through a cast: tests only. */
-interface Internals {
-  qpos: Float64Array;
-  qvel: Float64Array;
-  initQpos: Float64Array;
-  initQvel: Float64Array;
-  model: MjModel;
-  data: { time: number };
-  setState(qpos: ArrayLike<number>, qvel: ArrayLike<number>): void;
-}
-const internals = (env: InvertedPendulum): Internals => env as unknown as Internals;
+import {
+  expectCloseIdempotent,
+  expectDeterministicPerSeed,
+  expectGymnasiumFacts,
+  expectScaled,
+  expectSpecMakes,
+  internals,
+  rejectBadActions,
+} from './mujocoTestUtils.js';
 
 describe.skipIf(!HAVE_MJCF)(`InvertedPendulum-v5 ${MJCF_SKIP_REASON}`, () => {
   let env: InvertedPendulum;
@@ -25,27 +21,21 @@ describe.skipIf(!HAVE_MJCF)(`InvertedPendulum-v5 ${MJCF_SKIP_REASON}`, () => {
   afterAll(() => env.close());
 
   it("has Gymnasium's spaces, dt and time limit, and the spec agrees", () => {
-    expect(env.id).toBe('InvertedPendulum-v5');
-    expect(env.observationSpace.dim).toBe(4);
-    expect(Array.from(env.observationSpace.low)).toEqual([-Infinity, -Infinity, -Infinity, -Infinity]);
-    expect(env.actionSpace.dim).toBe(1);
-    expect(Array.from(env.actionSpace.low)).toEqual([-3]);
-    expect(Array.from(env.actionSpace.high)).toEqual([3]);
-    expect(env.frameSkip).toBe(2);
-    expect(env.dt).toBeCloseTo(0.04, 12);
-    expect(env.maxEpisodeSteps).toBe(1000);
+    expectGymnasiumFacts(env, INVERTED_PENDULUM_SPEC, {
+      id: 'InvertedPendulum-v5',
+      obsDim: 4,
+      actLow: [-3],
+      actHigh: [3],
+      frameSkip: 2,
+      dt: 0.04,
+      maxEpisodeSteps: 1000,
+      mjcfFile: 'inverted_pendulum.xml',
+    });
     expect(env.obsNames).toEqual(['qpos[0]:slider', 'qpos[1]:hinge', 'qvel[0]:slider', 'qvel[1]:hinge']);
-    const s = INVERTED_PENDULUM_SPEC;
-    expect([s.id, s.kind, s.obsDim, s.actDim, s.maxEpisodeSteps, s.mjcfFile]).toEqual([env.id, 'mujoco', 4, 1, 1000, 'inverted_pendulum.xml']);
-    expect(s.actLow).toEqual(Array.from(env.actionSpace.low));
-    expect(s.actHigh).toEqual(Array.from(env.actionSpace.high));
-    expect(s.dt).toBeCloseTo(env.dt, 12);
   });
 
   it('spec.make builds an InvertedPendulum', async () => {
-    const made = await INVERTED_PENDULUM_SPEC.make();
-    expect(made).toBeInstanceOf(InvertedPendulum);
-    made.close();
+    await expectSpecMakes(INVERTED_PENDULUM_SPEC, InvertedPendulum);
   });
 
   it('resets qpos and qvel to init + U(−0.01, 0.01) over 300 seeds', () => {
@@ -141,26 +131,8 @@ describe.skipIf(!HAVE_MJCF)(`InvertedPendulum-v5 ${MJCF_SKIP_REASON}`, () => {
   });
 
   it('is deterministic per seed (a fresh instance included), and seeds differ', async () => {
-    const run = (e: InvertedPendulum, seed: number): number[] => {
-      const rng = new Rng(11);
-      const out = Array.from(e.reset({ seed }).obs);
-      for (let t = 0; t < 30; t++) {
-        const s = e.step(e.actionSpace.sample(rng).map((x) => 0.2 * x));
-        out.push(...s.obs, s.reward);
-        if (s.terminated) break;
-      }
-      return out;
-    };
-    const first = run(env, 5);
-    expect(run(env, 5)).toEqual(first);
-    expect(run(env, 6)).not.toEqual(first);
-    // A fresh instance matches one that has run other episodes: reset clears all of MuJoCo's data.
-    const fresh = await InvertedPendulum.create();
-    expect(run(fresh, 5)).toEqual(first);
-    expect(internals(env).data.time).toBeGreaterThan(0);
-    env.reset({ seed: 5 });
-    expect(internals(env).data.time).toBe(0);
-    fresh.close();
+    // Small actions, so the pole stays up for most of the 30 steps.
+    await expectDeterministicPerSeed(env, () => InvertedPendulum.create(), { steps: 30, actionScale: 0.2 });
   });
 
   it('physics variants: half the gain moves the cart less, mass scales body_mass, nominal equals default', async () => {
@@ -193,29 +165,13 @@ describe.skipIf(!HAVE_MJCF)(`InvertedPendulum-v5 ${MJCF_SKIP_REASON}`, () => {
     expect(heavy[1] / nominal[1]).toBeLessThan(0.6);
 
     const scaled = await InvertedPendulum.create({ physics: { massScale: 2 } });
-    const base = internals(env).model.body_mass as Float64Array;
-    const mass = internals(scaled).model.body_mass as Float64Array;
-    for (let b = 0; b < base.length; b++) expect(mass[b]).toBeCloseTo(2 * base[b], 12);
+    expectScaled(internals(env).model.body_mass as Float64Array, internals(scaled).model.body_mass as Float64Array, 2);
     scaled.close();
   });
 
   it('rejects NaN and wrong-length actions naming `action`, leaving the state unchanged', () => {
     env.reset({ seed: 4 });
-    const before = [...internals(env).qpos, ...internals(env).qvel];
-    expect(() => env.step([NaN])).toThrow(ValidationError);
-    try {
-      env.step([1, 2]);
-      expect.unreachable();
-    } catch (err) {
-      expect(err).toBeInstanceOf(ValidationError);
-      expect((err as ValidationError).field).toBe('action');
-    }
-    try {
-      env.step([NaN]);
-    } catch (err) {
-      expect((err as ValidationError).field).toBe('action[0]');
-    }
-    expect([...internals(env).qpos, ...internals(env).qvel]).toEqual(before);
+    expect(rejectBadActions(env, [[NaN], [1, 2]])).toEqual(['action[0]', 'action']);
     expect(env.elapsedSteps).toBe(0);
   });
 
@@ -225,8 +181,6 @@ describe.skipIf(!HAVE_MJCF)(`InvertedPendulum-v5 ${MJCF_SKIP_REASON}`, () => {
   });
 
   it('close() is idempotent', async () => {
-    const e = await InvertedPendulum.create();
-    e.close();
-    expect(() => e.close()).not.toThrow();
+    await expectCloseIdempotent(() => InvertedPendulum.create());
   });
 });

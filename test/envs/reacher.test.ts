@@ -1,25 +1,22 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { MjModel } from 'mujoco-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PhysicsParams } from '../../src/core/env.js';
-import { ValidationError } from '../../src/core/errors.js';
 import { Rng } from '../../src/core/rng.js';
 import { REACHER_SPEC, Reacher, reacherTask } from '../../src/envs/reacher.js';
 import { HAVE_MJCF, MJCF_SKIP_REASON } from '../helpers.js';
-
-/** The protected MuJoCo state, read (and set) through a cast: tests only. */
-interface Internals {
-  qpos: Float64Array;
-  qvel: Float64Array;
-  initQpos: Float64Array;
-  initQvel: Float64Array;
-  model: MjModel;
-  data: { time: number };
-  setState(qpos: ArrayLike<number>, qvel: ArrayLike<number>): void;
-}
-const internals = (env: Reacher): Internals => env as unknown as Internals;
+import {
+  expectCloseIdempotent,
+  expectDeterministicPerSeed,
+  expectGymnasiumFacts,
+  expectScaled,
+  expectSpecMakes,
+  expectTruncatesAt,
+  internals,
+  rejectBadActions,
+  stepDelayedAndStill,
+} from './mujocoTestUtils.js';
 
 /** The fingertip's (x, y) by hand: links of 0.1 m and 0.11 m from the origin (reacher.xml). */
 function fingertip(q0: number, q1: number): [number, number] {
@@ -34,32 +31,26 @@ describe.skipIf(!HAVE_MJCF)(`Reacher-v5 ${MJCF_SKIP_REASON}`, () => {
   afterAll(() => env.close());
 
   it("has Gymnasium's spaces, dt and time limit, and the spec agrees", () => {
-    expect(env.id).toBe('Reacher-v5');
-    expect(env.observationSpace.dim).toBe(10);
-    expect(env.observationSpace.isBounded()).toBe(false);
-    expect(env.actionSpace.dim).toBe(2);
-    expect(Array.from(env.actionSpace.low)).toEqual([-1, -1]);
-    expect(Array.from(env.actionSpace.high)).toEqual([1, 1]);
-    expect(env.frameSkip).toBe(2);
-    expect(env.dt).toBeCloseTo(0.02, 12);
-    expect(env.maxEpisodeSteps).toBe(50);
+    expectGymnasiumFacts(env, REACHER_SPEC, {
+      id: 'Reacher-v5',
+      obsDim: 10,
+      actLow: [-1, -1],
+      actHigh: [1, 1],
+      frameSkip: 2,
+      dt: 0.02,
+      maxEpisodeSteps: 50,
+      mjcfFile: 'reacher.xml',
+    });
     expect(env.obsNames).toHaveLength(10);
     expect(env.obsNames?.[0]).toBe('cos(qpos[0]:joint0)');
     expect(env.obsNames?.[4]).toBe('qpos[2]:target_x');
     expect(env.obsNames?.[9]).toBe('fingertip_y-target_y');
-    const s = REACHER_SPEC;
-    expect([s.id, s.kind, s.obsDim, s.actDim, s.maxEpisodeSteps, s.mjcfFile]).toEqual([env.id, 'mujoco', 10, 2, 50, 'reacher.xml']);
-    expect(s.actLow).toEqual(Array.from(env.actionSpace.low));
-    expect(s.actHigh).toEqual(Array.from(env.actionSpace.high));
-    expect(s.dt).toBeCloseTo(env.dt, 12);
-    expect(s.task).toBe(reacherTask);
+    expect(REACHER_SPEC.task).toBe(reacherTask);
     expect(reacherTask.rewardExact).toBe(true);
   });
 
   it('spec.make builds a Reacher', async () => {
-    const made = await REACHER_SPEC.make();
-    expect(made).toBeInstanceOf(Reacher);
-    made.close();
+    await expectSpecMakes(REACHER_SPEC, Reacher);
   });
 
   it('resets the arm with U(±0.1) angles and U(±0.005) speeds, and the goal uniformly in the 0.2 disc, over 400 seeds', () => {
@@ -172,49 +163,21 @@ describe.skipIf(!HAVE_MJCF)(`Reacher-v5 ${MJCF_SKIP_REASON}`, () => {
   });
 
   it('truncates after 50 steps and never terminates', () => {
-    env.reset({ seed: 0 });
-    for (let t = 1; t <= 50; t++) {
-      const s = env.step([1, -1]);
-      expect(s.terminated).toBe(false);
-      expect(s.truncated).toBe(t === 50);
-    }
-    expect(() => env.step([0, 0])).toThrow(ValidationError);
+    expectTruncatesAt(env, 50, () => [1, -1]);
   });
 
   it('under action delay, moves with the delayed action but charges the commanded one', async () => {
     const delayed = await Reacher.create({ physics: { actionDelaySteps: 1 } });
     try {
-      delayed.reset({ seed: 0 });
-      const s = delayed.step([0.5, -1]);
+      const s = stepDelayedAndStill(delayed, env, 0, [0.5, -1]);
       expect(s.info.reward_ctrl).toBeCloseTo(-1.25, 12);
-      env.reset({ seed: 0 });
-      const z = env.step([0, 0]);
-      expect(Array.from(s.obs)).toEqual(Array.from(z.obs));
     } finally {
       delayed.close();
     }
   });
 
   it('is deterministic per seed (a fresh instance included), and seeds differ', async () => {
-    const run = (e: Reacher, seed: number): number[] => {
-      const rng = new Rng(11);
-      const out = Array.from(e.reset({ seed }).obs);
-      for (let t = 0; t < 50; t++) {
-        const s = e.step(e.actionSpace.sample(rng));
-        out.push(...s.obs, s.reward);
-      }
-      return out;
-    };
-    const first = run(env, 5);
-    expect(run(env, 5)).toEqual(first);
-    expect(run(env, 6)).not.toEqual(first);
-    // A fresh instance matches one that has run other episodes: reset clears all of MuJoCo's data.
-    const fresh = await Reacher.create();
-    expect(run(fresh, 5)).toEqual(first);
-    expect(internals(env).data.time).toBeGreaterThan(0);
-    env.reset({ seed: 5 });
-    expect(internals(env).data.time).toBe(0);
-    fresh.close();
+    await expectDeterministicPerSeed(env, () => Reacher.create(), { steps: 50 });
   });
 
   it('physics variants: half the gain turns the arm about half as far; mass scales body_mass; nominal equals default', async () => {
@@ -242,9 +205,7 @@ describe.skipIf(!HAVE_MJCF)(`Reacher-v5 ${MJCF_SKIP_REASON}`, () => {
       // The joints' armature (1) dominates the links' inertia, so twice the mass slows the arm
       // only a little.
       expect(heavy.angles[4]).toBeLessThan(nominal.angles[4]);
-      const m0 = internals(nominal.e).model.body_mass as Float64Array;
-      const m2 = internals(heavy.e).model.body_mass as Float64Array;
-      for (let b = 0; b < m0.length; b++) expect(m2[b]).toBeCloseTo(2 * m0[b], 12);
+      expectScaled(internals(nominal.e).model.body_mass as Float64Array, internals(heavy.e).model.body_mass as Float64Array, 2);
     } finally {
       for (const r of [nominal, explicitNominal, weak, heavy]) r.e.close();
     }
@@ -253,19 +214,7 @@ describe.skipIf(!HAVE_MJCF)(`Reacher-v5 ${MJCF_SKIP_REASON}`, () => {
   it('rejects NaN and wrong-length actions naming `action`, leaving the state unchanged', () => {
     env.reset({ seed: 4 });
     env.step([0.3, -0.3]);
-    const before = [...internals(env).qpos, ...internals(env).qvel];
-    const fieldOf = (action: number[]): string => {
-      try {
-        env.step(action);
-      } catch (err) {
-        expect(err).toBeInstanceOf(ValidationError);
-        return (err as ValidationError).field;
-      }
-      throw new Error('expected a ValidationError');
-    };
-    expect(fieldOf([0, NaN])).toBe('action[1]');
-    expect(fieldOf([0])).toBe('action');
-    expect([...internals(env).qpos, ...internals(env).qvel]).toEqual(before);
+    expect(rejectBadActions(env, [[0, NaN], [0]])).toEqual(['action[1]', 'action']);
     expect(env.elapsedSteps).toBe(1);
   });
 
@@ -285,9 +234,7 @@ describe.skipIf(!HAVE_MJCF)(`Reacher-v5 ${MJCF_SKIP_REASON}`, () => {
   });
 
   it('close() is idempotent', async () => {
-    const e = await Reacher.create();
-    e.close();
-    expect(() => e.close()).not.toThrow();
+    await expectCloseIdempotent(() => Reacher.create());
   });
 });
 
