@@ -137,6 +137,13 @@ function sessionOptions(intraOpThreads: number): ort.InferenceSession.SessionOpt
     executionMode: 'sequential',
     intraOpNumThreads: intraOpThreads,
     interOpNumThreads: 1,
+    // No busy-waiting between ops, as in the trainer (models/trainer.ts): a spinning worker burns
+    // the core that the JS thread or another process needs, and one that the OS has descheduled
+    // holds up every op's barrier. On a 2-core machine shared with a training run, the PETS-sized
+    // forward (5 × 1600 rows, 2 threads) took 95–137 ms with spinning and 40–62 ms without (one
+    // spinning thread: 37–58 ms). The one large GEMM of `measureGemmPeak` (same options) is
+    // unaffected either way.
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
   };
 }
 

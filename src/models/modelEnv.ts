@@ -120,6 +120,8 @@ export class ModelEnv {
   #outNext = new Float32Array(0);
   #outReward: Float32Array | undefined;
   #outVar: Float32Array | undefined;
+  /** N(0, 1) draws for one step's samples, laid out as #outVar; filled in one `fillNormal` call. */
+  #noise = new Float64Array(0);
 
   // evaluateActionSequences buffers: N = populationSize · particles rows.
   #evalAct = new Float32Array(0);
@@ -309,6 +311,7 @@ export class ModelEnv {
     this.#outReward = this.#learnReward ? new Float32Array(M) : undefined;
     // Variances are only read when sampling; without the buffer the predictor can skip them.
     this.#outVar = this.sample ? new Float32Array(M * this.#outDim) : undefined;
+    this.#noise = new Float64Array(this.sample ? (this.propagation === 'mean' ? n : M) * this.#outDim : 0);
     this.#slotRow = new Uint32Array(this.propagation === 'mean' ? 0 : M);
     if (this.propagation === 'ts1') {
       for (let s = 0; s < M; s++) this.#slotRow[s] = s;
@@ -388,15 +391,19 @@ export class ModelEnv {
     const learned = this.#learned;
     const done = this.#done;
     const O = this.#outDim;
-    const rng = this.#rng;
-    const sample = outVar !== undefined;
-    for (let s = 0; s < M; s++) {
-      const r = slotRow[s];
-      if (r >= n || done[r]) continue;
-      if (sample) {
-        for (let d = 0; d < D; d++) next[r * D + d] = outNext[s * D + d] + Math.sqrt(outVar[s * O + d]) * rng.normal();
-        if (outReward !== undefined) learned[r] = outReward[s] + Math.sqrt(outVar[s * O + D]) * rng.normal();
-      } else {
+    if (outVar !== undefined) {
+      // One draw per output of every slot (padding and done rows included: a fixed count per step).
+      const noise = this.#rng.fillNormal(this.#noise);
+      for (let s = 0; s < M; s++) {
+        const r = slotRow[s];
+        if (r >= n || done[r]) continue;
+        for (let d = 0; d < D; d++) next[r * D + d] = outNext[s * D + d] + Math.sqrt(outVar[s * O + d]) * noise[s * O + d];
+        if (outReward !== undefined) learned[r] = outReward[s] + Math.sqrt(outVar[s * O + D]) * noise[s * O + D];
+      }
+    } else {
+      for (let s = 0; s < M; s++) {
+        const r = slotRow[s];
+        if (r >= n || done[r]) continue;
         for (let d = 0; d < D; d++) next[r * D + d] = outNext[s * D + d];
         if (outReward !== undefined) learned[r] = outReward[s];
       }
@@ -423,22 +430,22 @@ export class ModelEnv {
     const next = this.#next;
     const learned = this.#learned;
     const done = this.#done;
-    const rng = this.#rng;
-    const sample = outVar !== undefined;
+    const noise = this.#noise;
+    if (outVar !== undefined) this.#rng.fillNormal(noise);
     for (let r = 0; r < n; r++) {
       if (done[r]) continue;
       for (let d = 0; d < D; d++) {
         let m = 0;
         for (let k = 0; k < K; k++) m += outNext[(k * n + r) * D + d];
         m /= K;
-        if (sample) m += Math.sqrt(meanLogVariance(outVar, K, n, r, d, O)) * rng.normal();
+        if (outVar !== undefined) m += Math.sqrt(meanLogVariance(outVar, K, n, r, d, O)) * noise[r * O + d];
         next[r * D + d] = m;
       }
       if (outReward !== undefined) {
         let m = 0;
         for (let k = 0; k < K; k++) m += outReward[k * n + r];
         m /= K;
-        if (sample) m += Math.sqrt(meanLogVariance(outVar, K, n, r, D, O)) * rng.normal();
+        if (outVar !== undefined) m += Math.sqrt(meanLogVariance(outVar, K, n, r, D, O)) * noise[r * O + D];
         learned[r] = m;
       }
     }

@@ -190,6 +190,20 @@ describe('ModelEnv propagation', () => {
     expect(Math.abs(v - 0.25)).toBeLessThan(0.015);
     expect(Math.abs(rm - 0.25)).toBeLessThan(0.015);
 
+    // Mean propagation samples around the members' mean (biases 0 and 2: 1) with the variance
+    // exp(mean log var) = 0.25.
+    const averaged = new ModelEnv(new AdditivePredictor([0, 2], { rewards: [2, 2], variance: 0.25 }), { propagation: 'mean', rng: new Rng(9) });
+    averaged.reset([0, 0], n);
+    const mean = (await averaged.step(new Float32Array(n))).obs;
+    let mm = 0;
+    let mv = 0;
+    for (let r = 0; r < n; r++) {
+      mm += (mean[2 * r + 1] - 1) / n;
+      mv += (mean[2 * r + 1] - 1) ** 2 / n;
+    }
+    expect(Math.abs(mm)).toBeLessThan(0.015);
+    expect(Math.abs(mv - 0.25)).toBeLessThan(0.015);
+
     const meanOnly = new ModelEnv(predictor, { rng: new Rng(9), sample: false });
     meanOnly.reset([0, 0], 3);
     expect(Array.from((await meanOnly.step(new Float32Array(3))).obs)).toEqual([1, 1, 1, 1, 1, 1]);
@@ -200,6 +214,17 @@ describe('ModelEnv propagation', () => {
     const a = await memberTrace('ts1', 3, 6, 30, 4);
     const b = await memberTrace('ts1', 3, 6, 30, 4);
     expect(Array.from(a.members)).toEqual(Array.from(b.members));
+    // Sampled next states too, for every propagation.
+    for (const propagation of ['ts1', 'tsinf', 'mean'] as const) {
+      const rollout = async (seed: number): Promise<number[]> => {
+        const env = new ModelEnv(new AdditivePredictor([0, 1, 2], { variance: 0.5 }), { task: thresholdTask, propagation, rng: new Rng(seed) });
+        env.reset([0, 0], 7);
+        await env.step(new Float32Array(7).fill(0.1));
+        return Array.from((await env.step(new Float32Array(7).fill(-0.1))).obs);
+      };
+      expect(await rollout(6)).toEqual(await rollout(6));
+      expect(await rollout(7)).not.toEqual(await rollout(6));
+    }
   });
 });
 
