@@ -51,7 +51,7 @@ const ZIG_F = new Float64Array(ZIG_LAYERS);
  * the low 7 bits pick one of 128 layers and the high 25 bits give a signed magnitude, so the two
  * are independent (the original RNOR reused the index bits in the magnitude).
  *
- * `Math.random` is never used in the library: pass an `Rng` explicitly.
+ * The platform's unseeded generator is never used in the library (lint bans it): pass an `Rng`.
  *
  * @example
  * const rng = new Rng(42);
