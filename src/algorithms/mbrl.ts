@@ -220,7 +220,6 @@ export interface PetsHooks {
  */
 export async function trainPets(config: PetsConfig, env: Env, hooks: PetsHooks = {}, resume?: PetsState): Promise<PetsState> {
   const log = hooks.log ?? (() => {});
-  const task = envSpec(config.env).task;
   const obsDim = env.observationSpace.dim;
   const actDim = env.actionSpace.dim;
   const rng = new Rng(config.seed);
@@ -259,11 +258,8 @@ export async function trainPets(config: PetsConfig, env: Env, hooks: PetsHooks =
           fitError = err.message;
           log(`fit failed, keeping the previous model: ${err.message}`);
         }
-        const weights = config.planWithElites && state.elites ? selectMembers(state.weights as EnsembleWeights, state.elites) : (state.weights as EnsembleWeights);
         predictor?.dispose();
-        predictor = await OrtEnsemblePredictor.create(weights, config.plannerThreads === null ? {} : { intraOpThreads: config.plannerThreads });
-        const modelEnv = new ModelEnv(predictor, { task, propagation: config.propagation, rng: rng.fork() });
-        agent = createModelPlanningAgent(modelEnv, config.planner, env.actionSpace, { rng: rng.fork(), particles: config.particles });
+        ({ agent, predictor } = await makePetsAgent(config, state.weights as EnsembleWeights, state.elites, env, rng));
       }
       const fitSeconds = (performance.now() - fitStart) / 1000;
 
@@ -327,11 +323,19 @@ export function bufferFitData(buffer: ReplayBuffer): { obs: Float32Array; act: F
 }
 
 /**
- * A planning agent for a trained ensemble (what `mbrl eval` runs on a PETS checkpoint).
- * Dispose the returned predictor when done.
+ * The PETS controller for trained weights: the elites (or all members) as an onnxruntime graph,
+ * a `ModelEnv` over it with the task's known functions, and the configured planner. The training
+ * loop builds one after every fit; `mbrl eval` builds one from a checkpoint. Dispose the returned
+ * predictor when done.
+ * @param rng forked twice (model sampling, then the planner); default a stream of `config.seed`
  */
-export async function makePetsAgent(config: PetsConfig, weights: EnsembleWeights, elites: number[] | null, env: Env): Promise<{ agent: PlanningAgent; predictor: OrtEnsemblePredictor }> {
-  const rng = new Rng(config.seed, 2);
+export async function makePetsAgent(
+  config: PetsConfig,
+  weights: EnsembleWeights,
+  elites: number[] | null,
+  env: Env,
+  rng: Rng = new Rng(config.seed, 2),
+): Promise<{ agent: PlanningAgent; predictor: OrtEnsemblePredictor }> {
   const w = config.planWithElites && elites ? selectMembers(weights, elites) : weights;
   const predictor = await OrtEnsemblePredictor.create(w, config.plannerThreads === null ? {} : { intraOpThreads: config.plannerThreads });
   const modelEnv = new ModelEnv(predictor, { task: envSpec(config.env).task, propagation: config.propagation, rng: rng.fork() });
