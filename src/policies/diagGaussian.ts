@@ -1,9 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
+import { expHo } from '../core/tfMath.js';
 
 /**
  * Diagonal Gaussian distribution math on tensors, shared by the policy-gradient algorithms
  * (TRPO, PPO, ME-TRPO, MB-MPO) and SAC. All functions are pure and differentiable; call them
- * inside `tf.tidy` or a gradient function.
+ * inside `tf.tidy` or a gradient function. `exp` is `expHo`, so gradients of gradients (MB-MPO) are right.
  *
  * Shapes: `mean` [n, d]; `logStd` [d] (state-independent, broadcast) or [n, d]; `x` [n, d].
  */
@@ -16,7 +17,7 @@ const LOG_2PI = Math.log(2 * Math.PI);
  */
 export function gaussianLogProb(x: tf.Tensor2D, mean: tf.Tensor2D, logStd: tf.Tensor): tf.Tensor1D {
   const d = mean.shape[1];
-  const z = tf.div(tf.sub(x, mean), tf.exp(logStd));
+  const z = tf.div(tf.sub(x, mean), expHo(logStd));
   const perDim = tf.add(tf.mul(tf.square(z), 0.5), logStd);
   return tf.sub(tf.neg(tf.sum(perDim, 1)), (d / 2) * LOG_2PI) as tf.Tensor1D;
 }
@@ -26,8 +27,8 @@ export function gaussianLogProb(x: tf.Tensor2D, mean: tf.Tensor2D, logStd: tf.Te
  * Σ_j [log σ'_j − log σ_j + (σ_j² + (μ_j − μ'_j)²) / (2σ'_j²) − ½]. Returns [n].
  */
 export function gaussianKl(oldMean: tf.Tensor2D, oldLogStd: tf.Tensor, newMean: tf.Tensor2D, newLogStd: tf.Tensor): tf.Tensor1D {
-  const oldVar = tf.exp(tf.mul(oldLogStd, 2));
-  const newVar = tf.exp(tf.mul(newLogStd, 2));
+  const oldVar = expHo(tf.mul(oldLogStd, 2));
+  const newVar = expHo(tf.mul(newLogStd, 2));
   const num = tf.add(oldVar, tf.square(tf.sub(oldMean, newMean)));
   const perDim = tf.sub(tf.add(tf.sub(newLogStd, oldLogStd), tf.div(num, tf.mul(newVar, 2))), 0.5);
   return tf.sum(perDim, 1) as tf.Tensor1D;

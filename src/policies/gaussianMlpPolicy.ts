@@ -3,6 +3,7 @@ import type { Agent } from '../core/agent.js';
 import { describe, ValidationError } from '../core/errors.js';
 import type { Rng } from '../core/rng.js';
 import type { Box } from '../core/spaces.js';
+import { tanhHo } from '../core/tfMath.js';
 import { gaussianLogProb, tanhLogDetJacobian } from './diagGaussian.js';
 
 /** Activation of the hidden layers. */
@@ -164,7 +165,8 @@ export function policyForward(spec: GaussianMlpPolicySpec, params: readonly tf.T
   let h: tf.Tensor2D = obsNorm;
   for (let i = 0; i < L; i++) {
     const z = tf.add(tf.matMul(h, params[2 * i] as tf.Tensor2D), params[2 * i + 1]) as tf.Tensor2D;
-    h = i < L - 1 ? (spec.activation === 'tanh' ? tf.tanh(z) : tf.relu(z)) : z;
+    // tanhHo: tfjs's tanh has a wrong second-order gradient (see core/tfMath.ts).
+    h = i < L - 1 ? (spec.activation === 'tanh' ? (tanhHo(z) as tf.Tensor2D) : tf.relu(z)) : z;
   }
   if (spec.stdMode === 'parameter') return { mean: h, logStd: params[2 * L] };
   const A = spec.actDim;

@@ -8,7 +8,7 @@ import { gaussianEntropy, gaussianKl, gaussianLogProb, tanhLogDetJacobian } from
 import { GaussianMlpPolicy, makePolicySpec, referencePolicyForward } from '../../src/policies/gaussianMlpPolicy.js';
 
 beforeAll(async () => {
-  await initBackend({ quiet: true });
+  await initBackend({ log: () => {} });
 });
 
 describe('diagGaussian', () => {
