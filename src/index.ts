@@ -82,4 +82,8 @@ export {
   type PetsEpisodeMetrics,
   type PetsHooks,
 } from './algorithms/mbrl.js';
-export { OnnxGraphBuilder } from './export/onnxWriter.js';
+export { OnnxGraphBuilder, MBRL_NODE_VERSION } from './export/onnxWriter.js';
+export { policyToOnnx, float32Inward, POLICY_ONNX_NAMES, POLICY_BATCH_DIM, type PolicyToOnnxOptions } from './export/policyOnnx.js';
+export { exportMetadataProps, readExportMetadata, EXPORT_METADATA_VERSION, type ExportMetadata, type ReadExportMetadata } from './export/exportMetadata.js';
+export { OnnxPolicy, type OnnxPolicyExpected, type OnnxPolicyOptions } from './policies/onnxPolicy.js';
+export { encodePolicyWeights, decodePolicyWeights, type PolicyWeightsHeader } from './policies/policyWeightsCodec.js';

@@ -23,3 +23,24 @@ export const PYTHON_WITH_ONNX: string | undefined = ['/usr/bin/python3', 'python
 );
 export const PY_ONNX_SKIP_REASON = 'SKIPPED: no python3 with the onnx package (Debian package python3-onnx; .ci/run installs it)';
 if (PYTHON_WITH_ONNX === undefined) console.warn(PY_ONNX_SKIP_REASON);
+
+/**
+ * Runs `onnx.checker.check_model(model, full_check=True)` (which includes strict shape inference)
+ * on each file in one Python process. Returns each file's problem, or '' when it passes.
+ * Call only when `PYTHON_WITH_ONNX` is defined.
+ */
+export function pythonOnnxCheckFiles(files: readonly string[]): Record<string, string> {
+  const script = [
+    'import json, sys, onnx',
+    'out = {}',
+    'for f in sys.argv[1:]:',
+    '    try:',
+    '        onnx.checker.check_model(onnx.load(f), full_check=True); out[f] = ""',
+    '    except Exception as e:',
+    '        out[f] = f"{type(e).__name__}: {e}"',
+    'print(json.dumps(out))',
+  ].join('\n');
+  const r = spawnSync(PYTHON_WITH_ONNX ?? 'python3', ['-c', script, ...files], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`python onnx checker failed to run: ${r.stderr}`);
+  return JSON.parse(r.stdout) as Record<string, string>;
+}

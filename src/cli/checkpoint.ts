@@ -3,6 +3,15 @@
  * `kind`, counters, RNG state, metrics history, and the weights' header), `weights.bin` (one
  * float32 blob with a CRC-32) and `buffer/` (the replay buffer, docs/buffer-format.md).
  *
+ * Two kinds, one format (`mbrl-node.checkpoint` version 1):
+ * - PETS runs (`saveCheckpoint`/`loadCheckpoint`): config `kind: 'pets'`, the ensemble in
+ *   `weights.bin`, the buffer, RNG state and history; the controller is a planner.
+ * - Runs with a learned policy (TRPO, PPO, ME-TRPO, …: `savePolicyCheckpoint`/`loadPolicyCheckpoint`):
+ *   any config `kind`, the policy's spec and weights in `policy.bin` (header in `checkpoint.json`
+ *   under `policy`, codec `policies/policyWeightsCodec.ts`), optionally the dynamics ensemble in
+ *   `weights.bin`, and the algorithm's own JSON state under `state`.
+ * `loadCheckpointModels` reads the models of either kind (for `mbrl export`) without the buffer.
+ *
  * Written whole or not at all: a new checkpoint is built in a temporary directory, then swapped in
  * by two renames (old → `checkpoint.old`, new → `checkpoint`) and the old one deleted. A crash
  * between the renames leaves `checkpoint.old`, which `loadCheckpoint` falls back to.
@@ -14,12 +23,15 @@ import type { PetsConfig, PetsEpisodeMetrics, PetsState } from '../algorithms/mb
 import type { RngState } from '../core/rng.js';
 import { writeFileAtomic } from '../data/atomicWrite.js';
 import { loadBuffer, saveBuffer } from '../data/bufferStore.js';
+import type { EnsembleWeights } from '../models/types.js';
 import { decodeEnsembleWeights, encodeEnsembleWeights, type WeightsHeader } from '../models/weightsCodec.js';
+import type { GaussianMlpPolicySpec, PolicyWeights } from '../policies/gaussianMlpPolicy.js';
+import { decodePolicyWeights, encodePolicyWeights, type PolicyWeightsHeader } from '../policies/policyWeightsCodec.js';
 
 const FORMAT = 'mbrl-node.checkpoint';
 const VERSION = 1;
 
-/** The JSON part of a checkpoint. */
+/** The JSON part of a PETS checkpoint. */
 interface CheckpointJson {
   format: typeof FORMAT;
   version: typeof VERSION;
@@ -33,6 +45,54 @@ interface CheckpointJson {
   weights: WeightsHeader | null;
 }
 
+/** The JSON part of a policy checkpoint (`savePolicyCheckpoint`). */
+interface PolicyCheckpointJson {
+  format: typeof FORMAT;
+  version: typeof VERSION;
+  createdAt: string;
+  config: PolicyRunConfig;
+  envSteps: number;
+  /** The ensemble's header (model-based algorithms), or null. */
+  weights: WeightsHeader | null;
+  policy: PolicyWeightsHeader;
+  state: Record<string, unknown>;
+}
+
+/** What every checkpoint's config has: the algorithm's `kind` and the task id. */
+export interface PolicyRunConfig {
+  /** The algorithm's config kind, e.g. `'trpo'`, `'ppo'`, `'me-trpo'` (rebuilds the run from its JSON). */
+  kind: string;
+  /** Built-in task id. */
+  env: string;
+  [key: string]: unknown;
+}
+
+/** A run with a learned policy, as `savePolicyCheckpoint` stores it. */
+export interface PolicyCheckpoint {
+  /** The algorithm's full config (JSON), with its `kind` and `env`. */
+  config: PolicyRunConfig;
+  /** Real environment steps trained on. */
+  envSteps: number;
+  policySpec: GaussianMlpPolicySpec;
+  policyWeights: PolicyWeights;
+  /** The dynamics ensemble of a model-based algorithm (ME-TRPO, MB-MPO), or null. */
+  ensemble: EnsembleWeights | null;
+  /** The algorithm's other state to resume from (JSON: RNG state, counters, metrics history). */
+  state: Record<string, unknown>;
+}
+
+/** The models a checkpoint of either kind holds (what `mbrl export` needs). */
+export interface CheckpointModels {
+  /** The checkpoint directory actually read. */
+  dir: string;
+  config: PolicyRunConfig;
+  envSteps: number;
+  ensemble: EnsembleWeights | null;
+  /** PETS: the members the planner uses; null when not recorded. */
+  elites: number[] | null;
+  policy: { spec: GaussianMlpPolicySpec; weights: PolicyWeights } | null;
+}
+
 /** A checkpoint that cannot be read: the message names the file and the problem. */
 export class CheckpointError extends Error {
   constructor(message: string) {
@@ -43,31 +103,80 @@ export class CheckpointError extends Error {
 
 /** Writes `state` as `runDir/checkpoint/`, replacing any previous checkpoint atomically. */
 export async function saveCheckpoint(runDir: string, state: PetsState): Promise<void> {
+  await writeCheckpointDir(runDir, async (tmp) => {
+    let weights: WeightsHeader | null = null;
+    if (state.weights) {
+      const enc = encodeEnsembleWeights(state.weights);
+      weights = enc.header;
+      await writeFileAtomic(join(tmp, 'weights.bin'), enc.bytes);
+    }
+    await saveBuffer(state.buffer, join(tmp, 'buffer'));
+    const json: CheckpointJson = {
+      format: FORMAT,
+      version: VERSION,
+      createdAt: new Date().toISOString(),
+      config: state.config,
+      envSteps: state.envSteps,
+      episodes: state.episodes,
+      elites: state.elites,
+      rng: state.rng,
+      history: state.history,
+      weights,
+    };
+    await writeFileAtomic(join(tmp, 'checkpoint.json'), `${JSON.stringify(json, null, 1)}\n`);
+  });
+}
+
+/**
+ * Writes a run with a learned policy as `runDir/checkpoint/` (atomically, as `saveCheckpoint`):
+ * `checkpoint.json`, `policy.bin`, and `weights.bin` when an ensemble is given. Algorithms build
+ * the `PolicyCheckpoint` (they touch no file system); the CLI calls this.
+ * @throws CheckpointError for a config without `kind`/`env` or a bad `envSteps`; ValidationError
+ *   when the weights do not fit the spec
+ * @example
+ * await savePolicyCheckpoint('runs/pendulum-trpo-s0', { config: trpoConfig, envSteps: 20000,
+ *   policySpec: policy.spec, policyWeights: policy.getWeights(), ensemble: null, state: { rng: rng.getState() } });
+ */
+export async function savePolicyCheckpoint(runDir: string, ckpt: PolicyCheckpoint): Promise<void> {
+  const { config, envSteps } = ckpt;
+  if (typeof config?.kind !== 'string' || config.kind === '' || typeof config.env !== 'string' || config.env === '') {
+    throw new CheckpointError(`savePolicyCheckpoint: config: expected string fields kind and env, got kind ${JSON.stringify(config?.kind)}, env ${JSON.stringify(config?.env)}`);
+  }
+  if (!Number.isInteger(envSteps) || envSteps < 0) throw new CheckpointError(`savePolicyCheckpoint: envSteps: expected a non-negative integer, got ${envSteps}`);
+  const policy = encodePolicyWeights(ckpt.policySpec, ckpt.policyWeights);
+  await writeCheckpointDir(runDir, async (tmp) => {
+    let weights: WeightsHeader | null = null;
+    if (ckpt.ensemble) {
+      const enc = encodeEnsembleWeights(ckpt.ensemble);
+      weights = enc.header;
+      await writeFileAtomic(join(tmp, 'weights.bin'), enc.bytes);
+    }
+    await writeFileAtomic(join(tmp, 'policy.bin'), policy.bytes);
+    const json: PolicyCheckpointJson = {
+      format: FORMAT,
+      version: VERSION,
+      createdAt: new Date().toISOString(),
+      config,
+      envSteps,
+      weights,
+      policy: policy.header,
+      state: ckpt.state ?? {},
+    };
+    await writeFileAtomic(join(tmp, 'checkpoint.json'), `${JSON.stringify(json, null, 1)}\n`);
+  });
+}
+
+/**
+ * Builds a checkpoint in a temporary directory beside `runDir/checkpoint`, then swaps it in by two
+ * renames (old → `checkpoint.old`, new → `checkpoint`) and deletes the old one.
+ */
+async function writeCheckpointDir(runDir: string, write: (tmp: string) => Promise<void>): Promise<void> {
   const final = join(runDir, 'checkpoint');
   const old = join(runDir, 'checkpoint.old');
   const tmp = join(runDir, `checkpoint.tmp-${process.pid}`);
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp, { recursive: true });
-  let weights: WeightsHeader | null = null;
-  if (state.weights) {
-    const enc = encodeEnsembleWeights(state.weights);
-    weights = enc.header;
-    await writeFileAtomic(join(tmp, 'weights.bin'), enc.bytes);
-  }
-  await saveBuffer(state.buffer, join(tmp, 'buffer'));
-  const json: CheckpointJson = {
-    format: FORMAT,
-    version: VERSION,
-    createdAt: new Date().toISOString(),
-    config: state.config,
-    envSteps: state.envSteps,
-    episodes: state.episodes,
-    elites: state.elites,
-    rng: state.rng,
-    history: state.history,
-    weights,
-  };
-  await writeFileAtomic(join(tmp, 'checkpoint.json'), `${JSON.stringify(json, null, 1)}\n`);
+  await write(tmp);
   await rm(old, { recursive: true, force: true });
   if (existsSync(final)) await rename(final, old);
   await rename(tmp, final);
@@ -80,30 +189,96 @@ export async function saveCheckpoint(runDir: string, state: PetsState): Promise<
  * @throws CheckpointError naming the file and what is wrong; never returns a half-read state
  */
 export async function loadCheckpoint(runDir: string): Promise<PetsState> {
+  const { dir, file, json } = await readCheckpointJson<CheckpointJson>(runDir);
+  if (json.config?.kind !== 'pets') throw new CheckpointError(`${file}: config.kind ${JSON.stringify(json.config?.kind)} is not supported here (expected "pets")`);
+  const weights = await readEnsemble(dir, json.weights);
+  const { buffer } = await loadBuffer(join(dir, 'buffer'), { capacity: json.config.bufferCapacity });
+  return { config: json.config, envSteps: json.envSteps, episodes: json.episodes, buffer, weights, elites: json.elites, rng: json.rng, history: json.history };
+}
+
+/**
+ * Reads a checkpoint written by `savePolicyCheckpoint` (from `runDir`, its `checkpoint/` or a
+ * `checkpoint.old/` left by a crash).
+ * @throws CheckpointError naming the file and the problem; for a checkpoint without a policy (PETS)
+ *   it says so
+ */
+export async function loadPolicyCheckpoint(runDir: string): Promise<PolicyCheckpoint> {
+  const { dir, file, json } = await readCheckpointJson<Partial<PolicyCheckpointJson>>(runDir);
+  const config = checkRunConfig(json.config, file);
+  if (!json.policy) throw new CheckpointError(`${file}: holds no policy (config.kind ${JSON.stringify(config.kind)}${config.kind === 'pets' ? ': its controller is a planner over the ensemble' : ''})`);
+  const policy = await readPolicy(dir, json.policy);
+  const ensemble = await readEnsemble(dir, json.weights ?? null);
+  const state = json.state !== null && typeof json.state === 'object' && !Array.isArray(json.state) ? json.state : {};
+  return { config, envSteps: checkEnvSteps(json.envSteps, file), policySpec: policy.spec, policyWeights: policy.weights, ensemble, state };
+}
+
+/**
+ * Reads the models of a checkpoint of either kind (no buffer): the config, env steps, the ensemble
+ * (and PETS elites) if any, the policy if any.
+ * @throws CheckpointError naming the file and the problem
+ */
+export async function loadCheckpointModels(runDir: string): Promise<CheckpointModels> {
+  const { dir, file, json } = await readCheckpointJson<Partial<PolicyCheckpointJson> & { elites?: unknown }>(runDir);
+  const config = checkRunConfig(json.config, file);
+  const elites = Array.isArray(json.elites) && json.elites.every((k) => Number.isInteger(k)) ? (json.elites as number[]) : null;
+  return {
+    dir,
+    config,
+    envSteps: checkEnvSteps(json.envSteps, file),
+    ensemble: await readEnsemble(dir, json.weights ?? null),
+    elites,
+    policy: json.policy ? await readPolicy(dir, json.policy) : null,
+  };
+}
+
+/** Finds and parses `checkpoint.json` and checks its format and version (the rest is the caller's to check). */
+async function readCheckpointJson<T>(runDir: string): Promise<{ dir: string; file: string; json: T }> {
   const candidates = [runDir, join(runDir, 'checkpoint'), join(runDir, 'checkpoint.old')];
   const dir = candidates.find((d) => existsSync(join(d, 'checkpoint.json')));
   if (!dir) throw new CheckpointError(`no checkpoint found: looked for checkpoint.json in ${candidates.join(', ')}`);
   const file = join(dir, 'checkpoint.json');
-  let json: CheckpointJson;
+  let json: { format?: unknown; version?: unknown } | null;
   try {
-    json = JSON.parse(await readFile(file, 'utf8')) as CheckpointJson;
+    json = JSON.parse(await readFile(file, 'utf8')) as { format?: unknown; version?: unknown } | null;
   } catch (err) {
     throw new CheckpointError(`${file}: not valid JSON (${err instanceof Error ? err.message : String(err)})`);
   }
-  if (json.format !== FORMAT || json.version !== VERSION) {
-    throw new CheckpointError(`${file}: expected format ${FORMAT} version ${VERSION}, got ${String(json.format)} version ${String(json.version)}`);
+  if (json?.format !== FORMAT || json.version !== VERSION) {
+    throw new CheckpointError(`${file}: expected format ${FORMAT} version ${VERSION}, got ${String(json?.format)} version ${String(json?.version)}`);
   }
-  if (json.config?.kind !== 'pets') throw new CheckpointError(`${file}: config.kind ${JSON.stringify(json.config?.kind)} is not supported here (expected "pets")`);
-  let weights = null;
-  if (json.weights) {
-    const wfile = join(dir, 'weights.bin');
-    if (!existsSync(wfile)) throw new CheckpointError(`${wfile}: missing (checkpoint.json lists weights)`);
-    try {
-      weights = decodeEnsembleWeights(json.weights, new Uint8Array(await readFile(wfile)), wfile);
-    } catch (err) {
-      throw new CheckpointError(err instanceof Error ? err.message : String(err));
-    }
+  return { dir, file, json: json as T };
+}
+
+function checkRunConfig(config: unknown, file: string): PolicyRunConfig {
+  const c = config as Partial<PolicyRunConfig> | undefined;
+  if (typeof c?.kind !== 'string' || typeof c.env !== 'string') {
+    throw new CheckpointError(`${file}: config: expected an object with string fields kind and env, got ${JSON.stringify(config)?.slice(0, 80)}`);
   }
-  const { buffer } = await loadBuffer(join(dir, 'buffer'), { capacity: json.config.bufferCapacity });
-  return { config: json.config, envSteps: json.envSteps, episodes: json.episodes, buffer, weights, elites: json.elites, rng: json.rng, history: json.history };
+  return c as PolicyRunConfig;
+}
+
+function checkEnvSteps(v: unknown, file: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new CheckpointError(`${file}: envSteps: expected a non-negative integer, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+async function readEnsemble(dir: string, header: WeightsHeader | null): Promise<EnsembleWeights | null> {
+  if (!header) return null;
+  const wfile = join(dir, 'weights.bin');
+  if (!existsSync(wfile)) throw new CheckpointError(`${wfile}: missing (checkpoint.json lists weights)`);
+  try {
+    return decodeEnsembleWeights(header, new Uint8Array(await readFile(wfile)), wfile);
+  } catch (err) {
+    throw new CheckpointError(err instanceof Error ? err.message : String(err));
+  }
+}
+
+async function readPolicy(dir: string, header: PolicyWeightsHeader): Promise<{ spec: GaussianMlpPolicySpec; weights: PolicyWeights }> {
+  const pfile = join(dir, 'policy.bin');
+  if (!existsSync(pfile)) throw new CheckpointError(`${pfile}: missing (checkpoint.json lists a policy)`);
+  try {
+    return decodePolicyWeights(header, new Uint8Array(await readFile(pfile)), pfile);
+  } catch (err) {
+    throw new CheckpointError(err instanceof Error ? err.message : String(err));
+  }
 }

@@ -22,6 +22,50 @@ export interface WeightsHeader {
 }
 
 /**
+ * Packs named float32 arrays into one little-endian blob with a directory and a CRC-32: the
+ * container of every weights file (ensemble and policy codecs).
+ */
+export function packFloat32Arrays(named: readonly (readonly [string, Float32Array])[]): { arrays: WeightsArrayEntry[]; bytes: Uint8Array; crc32: number } {
+  const total = named.reduce((s, [, a]) => s + a.length, 0);
+  const blob = new Float32Array(total);
+  const arrays: WeightsArrayEntry[] = [];
+  let offset = 0;
+  for (const [name, a] of named) {
+    blob.set(a, offset);
+    arrays.push({ name, offset, length: a.length });
+    offset += a.length;
+  }
+  // Float32Array is little-endian on every platform Node runs on (x86-64, arm64).
+  const bytes = new Uint8Array(blob.buffer);
+  return { arrays, bytes, crc32: crc32(bytes) };
+}
+
+/**
+ * Checks a blob written by `packFloat32Arrays` against its size and checksum, and returns a
+ * lookup of its arrays by name (copies; undefined for a name not in the directory).
+ * @throws WeightsFormatError naming `where` on a wrong size, a checksum mismatch or an array outside the blob
+ */
+export function unpackFloat32Arrays(
+  header: { arrays: readonly WeightsArrayEntry[]; crc32: number; byteLength: number },
+  bytes: Uint8Array,
+  where: string,
+): (name: string) => Float32Array | undefined {
+  if (bytes.byteLength !== header.byteLength) throw new WeightsFormatError(`${where}: truncated: expected ${header.byteLength} bytes, got ${bytes.byteLength}`);
+  const sum = crc32(bytes);
+  if (sum !== header.crc32) throw new WeightsFormatError(`${where}: checksum mismatch (CRC-32 ${sum} ≠ ${header.crc32} in the header): the file is corrupt`);
+  if (!Array.isArray(header.arrays)) throw new WeightsFormatError(`${where}: the header has no array directory`);
+  const aligned = new Float32Array(bytes.slice().buffer);
+  return (name) => {
+    const e = header.arrays.find((a) => a.name === name);
+    if (!e) return undefined;
+    if (!(Number.isInteger(e.offset) && Number.isInteger(e.length) && e.offset >= 0 && e.length >= 0 && e.offset + e.length <= aligned.length)) {
+      throw new WeightsFormatError(`${where}: array ${name} lies outside the blob`);
+    }
+    return aligned.slice(e.offset, e.offset + e.length);
+  };
+}
+
+/**
  * Encodes ensemble weights as a JSON header and one float32 blob (for checkpoints). Pure: the
  * caller writes the bytes (atomically) where it wants.
  */
@@ -36,18 +80,8 @@ export function encodeEnsembleWeights(w: EnsembleWeights): { header: WeightsHead
   ];
   if (w.maxLogvar) named.push(['maxLogvar', w.maxLogvar]);
   if (w.minLogvar) named.push(['minLogvar', w.minLogvar]);
-  const total = named.reduce((s, [, a]) => s + a.length, 0);
-  const blob = new Float32Array(total);
-  const arrays: WeightsArrayEntry[] = [];
-  let offset = 0;
-  for (const [name, a] of named) {
-    blob.set(a, offset);
-    arrays.push({ name, offset, length: a.length });
-    offset += a.length;
-  }
-  // Float32Array is little-endian on every platform Node runs on (x86-64, arm64).
-  const bytes = new Uint8Array(blob.buffer);
-  return { header: { format: 'mbrl-node.ensemble-weights', version: 1, spec: w.spec, arrays, crc32: crc32(bytes), byteLength: bytes.byteLength }, bytes };
+  const { arrays, bytes, crc32: sum } = packFloat32Arrays(named);
+  return { header: { format: 'mbrl-node.ensemble-weights', version: 1, spec: w.spec, arrays, crc32: sum, byteLength: bytes.byteLength }, bytes };
 }
 
 /** Error for an encoded weights blob that does not match its header. */
@@ -67,16 +101,7 @@ export function decodeEnsembleWeights(header: WeightsHeader, bytes: Uint8Array, 
   if (header?.format !== 'mbrl-node.ensemble-weights' || header.version !== 1) {
     throw new WeightsFormatError(`${where}: expected format mbrl-node.ensemble-weights version 1, got ${String(header?.format)} version ${String(header?.version)}`);
   }
-  if (bytes.byteLength !== header.byteLength) throw new WeightsFormatError(`${where}: truncated: expected ${header.byteLength} bytes, got ${bytes.byteLength}`);
-  const sum = crc32(bytes);
-  if (sum !== header.crc32) throw new WeightsFormatError(`${where}: checksum mismatch (CRC-32 ${sum} ≠ ${header.crc32} in the header): the file is corrupt`);
-  const aligned = new Float32Array(bytes.slice().buffer);
-  const get = (name: string): Float32Array | undefined => {
-    const e = header.arrays.find((a) => a.name === name);
-    if (!e) return undefined;
-    if (e.offset < 0 || e.offset + e.length > aligned.length) throw new WeightsFormatError(`${where}: array ${name} lies outside the blob`);
-    return aligned.slice(e.offset, e.offset + e.length);
-  };
+  const get = unpackFloat32Arrays(header, bytes, where);
   const need = (name: string): Float32Array => {
     const a = get(name);
     if (!a) throw new WeightsFormatError(`${where}: array ${name} is missing`);

@@ -1,5 +1,6 @@
 import { benchEnsembleFit } from '../../bench/ensembleFitBench.js';
 import { benchEnvs } from '../../bench/envsBench.js';
+import { benchInference } from '../../bench/inferenceBench.js';
 import { benchPlan } from '../../bench/planBench.js';
 import { formatReport, makeReport, type BenchReport } from '../../bench/report.js';
 import { initBackend } from '../../core/backend.js';
@@ -10,6 +11,7 @@ const BENCHMARKS: Record<string, string> = {
   envs: 'environment steps per second, single and vectorised (figures <envId>.stepsPerSec, <envId>.vecStepsPerSec)',
   'ensemble-fit': 'one training epoch of the PETS ensemble (7 × 4 × 200, batch 256, HalfCheetah sizes) vs the same-run GEMM peak',
   plan: 'CEM plan time per control step (population 400, horizon 30, 5 iterations, 20 particles, TS1) vs the GEMM peak',
+  inference: 'policy latency at batch 1 (p50, p99) and throughput at batch 1024, OnnxPolicy vs tfjs, 2 × 64 and 2 × 256 tanh',
 };
 
 /** `mbrl bench <name> [--json]`: speed benchmarks in the format of shared/BENCHMARKS.md. */
@@ -17,12 +19,13 @@ export const benchCommand: Command = {
   name: 'bench',
   summary: 'Run a speed benchmark; prints one JSON object with --json (progress goes to stderr).',
   usage: 'mbrl bench <name> [--json] [options]',
-  description: `Benchmarks:\n${Object.entries(BENCHMARKS).map(([k, v]) => `  ${k.padEnd(8)}${v}`).join('\n')}`,
+  description: `Benchmarks:\n${Object.entries(BENCHMARKS).map(([k, v]) => `  ${k.padEnd(14)}${v}`).join('\n')}`,
   options: {
     json: { type: 'boolean', help: 'Print the report as one JSON object on stdout (a summary goes to stderr).' },
     seconds: { type: 'string', valueName: 'S', help: 'Seconds per measurement.', default: '1' },
     'num-envs': { type: 'string', valueName: 'N', help: 'Copies in vectorised measurements.', default: '8' },
     env: { type: 'string', valueName: 'IDS', help: 'Comma-separated task ids (default: all).' },
+    calls: { type: 'string', valueName: 'N', help: 'inference: timed batch-1 ONNX calls per figure (tfjs: N/50, at least 100).', default: '100000' },
     'mjcf-dir': { type: 'string', valueName: 'DIR', help: 'Directory of Gymnasium MJCF files (default: $MBRL_MJCF_DIR).' },
   },
   async run(values, positionals) {
@@ -40,6 +43,10 @@ export const benchCommand: Command = {
       const ids = typeof values.env === 'string' ? values.env.split(',') : undefined;
       const { metrics, skipped } = await benchEnvs({ ids, seconds, numEnvs, mjcfDir: values['mjcf-dir'] as string | undefined, log });
       report = makeReport('envs', backend, metrics, skipped);
+    } else if (name === 'inference') {
+      const calls = intFlag(values, 'calls', 1);
+      const metrics = await benchInference({ onnxCalls: calls, tfjsCalls: Math.max(100, Math.round(calls / 50)), seconds, log });
+      report = makeReport('inference', backend, metrics);
     } else {
       // The peak is measured in the same process, before and after, so the ratio holds on a noisy machine.
       const peakBefore = await measureGemmPeak({ seconds: Math.min(2, seconds) });
