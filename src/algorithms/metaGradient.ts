@@ -37,6 +37,11 @@ export interface PostUpdateSamples extends PolicySamples {
 export interface MetaTask {
   pre: PolicySamples;
   post: PostUpdateSamples;
+  /**
+   * ∇_θ J_k at θ_old, when already computed (`innerGradient`): the 'firstOrder' adaptation then
+   * uses it instead of recomputing it at every evaluation (the trust region's Fisher products).
+   */
+  innerGrad?: tf.Tensor[];
 }
 
 /** 'exact': differentiate through the inner step; 'firstOrder': treat ∂θ'/∂θ as the identity. */
@@ -70,6 +75,19 @@ export function adaptParams(spec: GaussianMlpPolicySpec, params: readonly tf.Ten
   return params.map((p, i) => tf.add(p, tf.mul(grads[i], innerStepSize)));
 }
 
+/** ∇_θ J(θ) on a task's pre-update samples, as constants (keep them; dispose when done). */
+export function innerGradient(spec: GaussianMlpPolicySpec, params: readonly tf.Tensor[], pre: PolicySamples): tf.Tensor[] {
+  return tf.tidy(() => {
+    const detached = params.map((p) => tf.tensor(p.dataSync(), p.shape));
+    return tf.grads((...p: tf.Tensor[]) => vpgSurrogate(spec, p, pre))(detached);
+  });
+}
+
+/** θ + α·g for a constant gradient g (the first-order adapted parameters). */
+function shifted(params: readonly tf.Tensor[], grad: readonly tf.Tensor[], innerStepSize: number): tf.Tensor[] {
+  return params.map((p, i) => tf.add(p, tf.mul(grad[i], innerStepSize)));
+}
+
 /** The meta objective (1/K) Σ_k J_k^post(θ'_k(θ)) (to maximise). */
 export function metaObjective(spec: GaussianMlpPolicySpec, params: readonly tf.Tensor[], tasks: readonly MetaTask[], innerStepSize: number, mode: MetaGradientMode): tf.Scalar {
   const terms = tasks.map((task) => {
@@ -85,40 +103,9 @@ export function metaObjective(spec: GaussianMlpPolicySpec, params: readonly tf.T
 /** The mean KL between the sampling post-update policies and π_{θ'_k(θ)}, averaged over tasks. */
 export function metaKl(spec: GaussianMlpPolicySpec, params: readonly tf.Tensor[], tasks: readonly MetaTask[], innerStepSize: number, mode: MetaGradientMode): tf.Scalar {
   const terms = tasks.map((task) => {
-    const adapted = adaptParams(spec, params, task.pre, innerStepSize, mode);
+    const adapted = mode === 'firstOrder' && task.innerGrad ? shifted(params, task.innerGrad, innerStepSize) : adaptParams(spec, params, task.pre, innerStepSize, mode);
     const { mean, logStd } = policyForward(spec, adapted, task.post.obsNorm);
     return tf.mean(gaussianKl(task.post.oldMean, task.post.oldLogStd, mean, logStd));
   });
   return tf.div(tf.addN(terms), tasks.length) as tf.Scalar;
-}
-
-/** Splits a flat parameter vector into tensors of the given shapes. */
-export function unflattenParams(flat: ArrayLike<number>, shapes: readonly number[][]): tf.Tensor[] {
-  const out: tf.Tensor[] = [];
-  let o = 0;
-  for (const shape of shapes) {
-    const size = shape.reduce((a, b) => a * b, 1);
-    out.push(tf.tensor(Float32Array.from({ length: size }, (_, k) => flat[o + k]), shape));
-    o += size;
-  }
-  return out;
-}
-
-/**
- * Value and flat gradient of a scalar function of the parameters at a flat point.
- * @returns the value and ∇f as a Float64Array in the flat layout
- */
-export function valueAndFlatGrad(f: (params: tf.Tensor[]) => tf.Scalar, flat: ArrayLike<number>, shapes: readonly number[][]): { value: number; grad: Float64Array } {
-  const p2 = unflattenParams(flat, shapes);
-  const r = tf.valueAndGrads((...p: tf.Tensor[]) => f(p))(p2);
-  const v = r.value.dataSync()[0];
-  const grad = new Float64Array(flat.length);
-  let o = 0;
-  for (const g of r.grads) {
-    const d = g.dataSync();
-    for (let k = 0; k < d.length; k++) grad[o + k] = d[k];
-    o += d.length;
-  }
-  tf.dispose([r.value, ...r.grads, ...p2]);
-  return { value: v, grad };
 }

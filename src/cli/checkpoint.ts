@@ -24,6 +24,7 @@ import type { RngState } from '../core/rng.js';
 import { writeFileAtomic } from '../data/atomicWrite.js';
 import { loadBuffer, saveBuffer } from '../data/bufferStore.js';
 import type { EnsembleWeights } from '../models/types.js';
+import type { ReplayBuffer } from '../data/replayBuffer.js';
 import { decodeEnsembleWeights, encodeEnsembleWeights, type WeightsHeader } from '../models/weightsCodec.js';
 import type { GaussianMlpPolicySpec, PolicyWeights } from '../policies/gaussianMlpPolicy.js';
 import { decodePolicyWeights, encodePolicyWeights, type PolicyWeightsHeader } from '../policies/policyWeightsCodec.js';
@@ -79,6 +80,8 @@ export interface PolicyCheckpoint {
   ensemble: EnsembleWeights | null;
   /** The algorithm's other state to resume from (JSON: RNG state, counters, metrics history). */
   state: Record<string, unknown>;
+  /** The real transitions of a model-based run (written to `buffer/` as PETS's), or absent. */
+  buffer?: ReplayBuffer;
 }
 
 /** The models a checkpoint of either kind holds (what `mbrl export` needs). */
@@ -152,6 +155,7 @@ export async function savePolicyCheckpoint(runDir: string, ckpt: PolicyCheckpoin
       await writeFileAtomic(join(tmp, 'weights.bin'), enc.bytes);
     }
     await writeFileAtomic(join(tmp, 'policy.bin'), policy.bytes);
+    if (ckpt.buffer) await saveBuffer(ckpt.buffer, join(tmp, 'buffer'));
     const json: PolicyCheckpointJson = {
       format: FORMAT,
       version: VERSION,
@@ -209,7 +213,9 @@ export async function loadPolicyCheckpoint(runDir: string): Promise<PolicyCheckp
   const policy = await readPolicy(dir, json.policy);
   const ensemble = await readEnsemble(dir, json.weights ?? null);
   const state = json.state !== null && typeof json.state === 'object' && !Array.isArray(json.state) ? json.state : {};
-  return { config, envSteps: checkEnvSteps(json.envSteps, file), policySpec: policy.spec, policyWeights: policy.weights, ensemble, state };
+  const capacity = typeof config.bufferCapacity === 'number' ? config.bufferCapacity : undefined;
+  const buffer = existsSync(join(dir, 'buffer')) ? (await loadBuffer(join(dir, 'buffer'), capacity ? { capacity } : {})).buffer : undefined;
+  return { config, envSteps: checkEnvSteps(json.envSteps, file), policySpec: policy.spec, policyWeights: policy.weights, ensemble, state, ...(buffer ? { buffer } : {}) };
 }
 
 /**

@@ -267,6 +267,27 @@ export class ModelEnv {
     }
   }
 
+  /**
+   * Restarts single rows from new states while the others continue (a same-step autoreset for
+   * policy rollouts in the model, e.g. ME-TRPO's imagined episodes): row `rows[i]` gets state
+   * `states[i·obsDim ..]` and is no longer done. Call between `step`s; it overwrites the row in the
+   * `obs` array the last `step` returned, so copy what you keep first.
+   * @throws ValidationError for a row out of range, a wrong length or a non-finite state
+   */
+  restartRows(rows: ArrayLike<number>, states: ArrayLike<number>): void {
+    const where = `${WHERE}.restartRows`;
+    this.#checkIdle('restartRows');
+    const D = this.obsDim;
+    if (states.length !== rows.length * D) throw new ValidationError(where, 'states', `expected ${rows.length} rows of obsDim ${D} (length ${rows.length * D}), got length ${states.length}`);
+    checkFiniteVector(states, states.length, where, 'states');
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i];
+      if (!Number.isInteger(r) || r < 0 || r >= this.#n) throw new ValidationError(where, `rows[${i}]`, `expected a row index in [0, ${this.#n}), got ${describe(r)}`);
+      for (let d = 0; d < D; d++) this.#obs[r * D + d] = states[i * D + d];
+      this.#done[r] = 0;
+    }
+  }
+
   #checkIdle(method: string): void {
     if (this.#busy) {
       throw new ValidationError(`${WHERE}.${method}`, 'state', 'called while another step or evaluateActionSequences is running; await it first (a ModelEnv holds one rollout)');

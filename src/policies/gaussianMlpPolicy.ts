@@ -210,6 +210,9 @@ export class GaussianMlpPolicy implements Agent {
   readonly #half: Float64Array;
   readonly #actOut: Float64Array;
   #disposed = false;
+  /** Plain-JS copy of the weights for small-batch forwards, and the variables' data ids it was read from. */
+  #js: PolicyWeights | null = null;
+  #jsDataIds: unknown[] = [];
 
   constructor(spec: GaussianMlpPolicySpec, options: GaussianMlpPolicyOptions = {}) {
     checkPolicySpec(spec);
@@ -336,17 +339,34 @@ export class GaussianMlpPolicy implements Agent {
   sample(obs: ArrayLike<number>, n: number, rng: Rng): { u: Float32Array; actions: Float64Array; mean: Float32Array; logStd: Float32Array } {
     this.#checkObs(obs, n, 'sample');
     const A = this.spec.actDim;
-    const [meanT, logStdT] = tf.tidy(() => {
-      const d = this.distribution(tf.tensor2d(Float32Array.from(obs), [n, this.spec.obsDim]));
-      return [d.mean, tf.broadcastTo(d.logStd, [n, A])];
-    });
-    const mean = meanT.dataSync() as Float32Array;
-    const logStd = logStdT.dataSync() as Float32Array;
-    meanT.dispose();
-    logStdT.dispose();
+    const { mean, logStd } = this.forwardFast(obs, n);
     const u = new Float32Array(n * A);
     for (let k = 0; k < u.length; k++) u[k] = mean[k] + Math.exp(logStd[k]) * rng.normal();
     return { u, actions: this.toActions(u, n), mean, logStd };
+  }
+
+  /**
+   * Means and log-stds [n, actDim] computed in plain JavaScript (float64, rounded to float32) from
+   * a copy of the weights, refreshed whenever a variable was assigned. For the small batches of
+   * rollouts: a tfjs call costs 0.1–1 ms of overhead whatever its size, while a 32 × 32 network on
+   * 20 rows takes about 10 µs here. Agrees with `distribution` to float32 rounding.
+   */
+  forwardFast(obs: ArrayLike<number>, n: number): { mean: Float32Array; logStd: Float32Array } {
+    this.#checkObs(obs, n, 'forwardFast');
+    const ids = this.variables.map((v) => (v as unknown as { dataId: unknown }).dataId);
+    if (this.#js === null || ids.some((id, i) => id !== this.#jsDataIds[i])) {
+      this.#js = this.getWeights();
+      this.#jsDataIds = ids;
+    }
+    this.#js.obsMean = this.#obsMeanData;
+    this.#js.obsStd = this.#obsStdData;
+    const r = referencePolicyForward(this.spec, this.#js, obs, n);
+    return { mean: Float32Array.from(r.mean), logStd: Float32Array.from(r.logStd) };
+  }
+
+  /** Deterministic actions for `n` observations via `forwardFast`; a new array [n, actDim]. */
+  actBatchFast(obs: ArrayLike<number>, n: number): Float64Array {
+    return this.toActions(this.forwardFast(obs, n).mean, n);
   }
 
   /** An `Agent` that samples (exploration), e.g. for data collection. */

@@ -2,7 +2,16 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/core/backend.js';
 import { Rng } from '../../src/core/rng.js';
-import { metaObjective, metaKl, valueAndFlatGrad, type MetaTask, type MetaGradientMode } from '../../src/algorithms/metaGradient.js';
+import { metaObjective, metaKl, type MetaTask, type MetaGradientMode } from '../../src/algorithms/metaGradient.js';
+import { unflatten, valueAndFlatGrad as valueAndGradAt } from '../../src/algorithms/policyGradient.js';
+
+/** f and ∇f at a flat point. */
+function valueAndFlatGrad(f: (p: readonly tf.Tensor[]) => tf.Scalar, flat: Float64Array, shapes: number[][]): { value: number; grad: Float64Array } {
+  const params = unflatten(flat, shapes);
+  const r = valueAndGradAt(f, params);
+  tf.dispose(params);
+  return r;
+}
 import { GaussianMlpPolicy, makePolicySpec } from '../../src/policies/gaussianMlpPolicy.js';
 
 beforeAll(async () => {

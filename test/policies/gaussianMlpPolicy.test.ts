@@ -94,4 +94,24 @@ describe('GaussianMlpPolicy', () => {
     lp.dispose();
     policy.dispose();
   });
+
+  it('forwardFast agrees with the tfjs forward and follows every parameter change', () => {
+    const spec = makePolicySpec({ obsDim: 3, actionSpace: space });
+    const policy = new GaussianMlpPolicy(spec, { rng: new Rng(1) });
+    const obs = Float64Array.from({ length: 30 }, (_, i) => Math.sin(i) * 3);
+    const check = (): void => {
+      const fast = policy.forwardFast(obs, 10).mean;
+      const slow = policy.meanBatch(obs, 10);
+      for (let k = 0; k < fast.length; k++) expect(Math.abs(fast[k] - slow[k])).toBeLessThan(1e-5);
+    };
+    check();
+    policy.setFlatParams(policy.getFlatParams().map((x) => x * 1.5 + 0.01));
+    check();
+    // An optimizer-style in-place assign is seen too.
+    tf.tidy(() => policy.variables[0].assign(tf.mul(policy.variables[0], -2)));
+    check();
+    policy.setObsNormalization([1, 2, 3], [2, 2, 2]);
+    check();
+    policy.dispose();
+  });
 });

@@ -9,6 +9,7 @@ import { loadCheckpoint, saveCheckpoint } from '../checkpoint.js';
 import { parsePhysicsFlag } from '../physicsFlag.js';
 import { Progress } from '../progress.js';
 import { linePlotSvg } from '../svgPlot.js';
+import { POLICY_ALGOS, runPolicyAlgo, type PolicyAlgo } from './trainPolicyAlgo.js';
 
 const PLANNERS: Record<string, 'cem' | 'mppi' | 'randomShooting'> = { cem: 'cem', mppi: 'mppi', rs: 'randomShooting', 'random-shooting': 'randomShooting' };
 
@@ -18,16 +19,18 @@ const PLANNERS: Record<string, 'cem' | 'mppi' | 'randomShooting'> = { cem: 'cem'
  */
 export const trainCommand: Command = {
   name: 'train',
-  summary: 'Train with model-based RL on a built-in simulator (PETS: dynamics ensemble + CEM/MPPI planner).',
-  usage: 'mbrl train [--env ID] [--algo pets] [--steps N] [--seed S] [--out DIR] [--resume DIR] [options]',
+  summary: 'Train with model-based RL on a built-in simulator (PETS: ensemble + planner; ME-TRPO, MB-MPO: ensemble + learned policy).',
+  usage: 'mbrl train [--env ID] [--algo pets|me-trpo|mb-mpo] [--steps N] [--seed S] [--out DIR] [--resume DIR] [options]',
   description:
     'Writes DIR/metrics.jsonl (one line per episode: env steps, return, holdout loss per member, fit and plan time),\n' +
     'DIR/curve.svg (return vs env steps), DIR/config.json and DIR/checkpoint/ (config, weights, buffer, RNG state).\n' +
     '--resume DIR continues a stopped run from its checkpoint (optionally with a larger --steps).\n' +
-    "Defaults: Pendulum-v1, seed 0, out runs/<env>-pets-s<seed>, steps from the task's PETS config (Pendulum: 2000).",
+    "Defaults: Pendulum-v1, seed 0, out runs/<env>-<algo>-s<seed>, steps from the task's config (Pendulum PETS: 2000).\n" +
+    'ME-TRPO and MB-MPO checkpoint their policy, ensemble and buffer after every iteration; curve.svg plots the\n' +
+    "deterministic policy's evaluation return; 'mbrl export --checkpoint DIR' writes the policy as ONNX.",
   options: {
     env: { type: 'string', valueName: 'ID', help: "Task id (see 'mbrl envs').", default: 'Pendulum-v1' },
-    algo: { type: 'string', valueName: 'NAME', help: 'Algorithm: pets.', default: 'pets' },
+    algo: { type: 'string', valueName: 'NAME', help: 'Algorithm: pets, me-trpo or mb-mpo.', default: 'pets' },
     steps: { type: 'string', valueName: 'N', help: 'Real environment steps in total.' },
     seed: { type: 'string', valueName: 'S', help: 'Seed of everything.', default: '0' },
     out: { type: 'string', valueName: 'DIR', help: 'Run directory (default runs/<env>-<algo>-s<seed>).' },
@@ -38,13 +41,19 @@ export const trainCommand: Command = {
     particles: { type: 'string', valueName: 'P', help: 'Particles per candidate.' },
     propagation: { type: 'string', valueName: 'NAME', help: 'ts1, tsinf or mean.' },
     physics: { type: 'string', valueName: 'K=V,...', help: 'Physical variant of the simulator, e.g. massScale=1.3.' },
-    config: { type: 'string', valueName: 'FILE', help: 'JSON file of PETS config overrides (flags win).' },
+    config: { type: 'string', valueName: 'FILE', help: "JSON file of the algorithm's config overrides (flags win)." },
     'mjcf-dir': { type: 'string', valueName: 'DIR', help: 'Directory of Gymnasium MJCF files (default: $MBRL_MJCF_DIR).' },
     quiet: { type: 'boolean', help: 'No progress output.' },
   },
   async run(values, positionals) {
     if (positionals.length > 0) throw new UsageError(`mbrl train: unexpected argument "${positionals[0]}"`);
-    if (values.algo !== 'pets') throw new UsageError(`--algo ${String(values.algo)}: expected pets (other algorithms arrive with their issues)`);
+    if ((POLICY_ALGOS as readonly string[]).includes(values.algo as string)) {
+      for (const flag of ['planner', 'horizon', 'population', 'particles', 'propagation']) {
+        if (values[flag] !== undefined) throw new UsageError(`--${flag} applies to --algo pets only`);
+      }
+      return runPolicyAlgo(values.algo as PolicyAlgo, values);
+    }
+    if (values.algo !== 'pets') throw new UsageError(`--algo ${String(values.algo)}: expected pets, me-trpo or mb-mpo`);
     let resume: PetsState | undefined;
     let runDir: string;
     let config;
