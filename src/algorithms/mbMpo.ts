@@ -197,7 +197,7 @@ export function taskAdvantages(batch: SampleBatch, gamma: number, lambda: number
 }
 
 /** A batch as `PolicySamples` tensors (observations normalised as the policy does). */
-function samplesOf(policy: GaussianMlpPolicy, batch: SampleBatch, adv: Float64Array): PolicySamples {
+export function samplesOf(policy: GaussianMlpPolicy, batch: SampleBatch, adv: Float64Array): PolicySamples {
   return tf.tidy(() => ({
     obsNorm: policy.normalizeObs(tf.tensor2d(batch.obs, [batch.size, batch.obsDim])),
     u: tf.tensor2d(batch.u, [batch.size, batch.actDim]),
@@ -206,7 +206,7 @@ function samplesOf(policy: GaussianMlpPolicy, batch: SampleBatch, adv: Float64Ar
 }
 
 /** A policy whose parameters are θ'_k (a clone; dispose it). */
-function adaptedPolicy(policy: GaussianMlpPolicy, pre: PolicySamples, innerStepSize: number): GaussianMlpPolicy {
+export function adaptedPolicy(policy: GaussianMlpPolicy, pre: PolicySamples, innerStepSize: number): GaussianMlpPolicy {
   const adapted = tf.tidy(() => adaptParams(policy.spec, policy.variables, pre, innerStepSize, 'firstOrder'));
   const clone = policy.clone();
   clone.setFlatParams(readFlat(adapted));

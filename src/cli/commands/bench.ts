@@ -2,6 +2,10 @@ import { benchEnsembleFit } from '../../bench/ensembleFitBench.js';
 import { benchEnvs } from '../../bench/envsBench.js';
 import { benchInference } from '../../bench/inferenceBench.js';
 import { benchPlan } from '../../bench/planBench.js';
+import { benchPlasticity, plasticitySvg } from '../../bench/plasticityBench.js';
+import { benchSampleEfficiency } from '../../bench/sampleEfficiencyBench.js';
+import { linePlotSvg } from '../svgPlot.js';
+import { writeFileAtomic } from '../../data/atomicWrite.js';
 import { formatReport, makeReport, type BenchReport } from '../../bench/report.js';
 import { initBackend } from '../../core/backend.js';
 import { measureGemmPeak } from '../../models/ensembleOnnx.js';
@@ -11,6 +15,8 @@ const BENCHMARKS: Record<string, string> = {
   envs: 'environment steps per second, single and vectorised (figures <envId>.stepsPerSec, <envId>.vecStepsPerSec)',
   'ensemble-fit': 'one training epoch of the PETS ensemble (7 × 4 × 200, batch 256, HalfCheetah sizes) vs the same-run GEMM peak',
   plan: 'CEM plan time per control step (population 400, horizon 30, 5 iterations, 20 particles, TS1) vs the GEMM peak',
+  plasticity: "MB-MPO's plasticity experiment: per-state KL between pre- and post-update policy on PointGoal2D (--out FILE.json writes the map and an SVG)",
+  'sample-efficiency': 'MB-MPO and ME-TRPO vs model-free TRPO on InvertedPendulum-v5: return vs real steps, steps ratio (--out FILE.json writes curves and an SVG)',
   inference: 'policy latency at batch 1 (p50, p99) and throughput at batch 1024, OnnxPolicy vs tfjs, 2 × 64 and 2 × 256 tanh',
 };
 
@@ -27,6 +33,9 @@ export const benchCommand: Command = {
     env: { type: 'string', valueName: 'IDS', help: 'Comma-separated task ids (default: all).' },
     calls: { type: 'string', valueName: 'N', help: 'inference: timed batch-1 ONNX calls per figure (tfjs: N/50, at least 100).', default: '100000' },
     'mjcf-dir': { type: 'string', valueName: 'DIR', help: 'Directory of Gymnasium MJCF files (default: $MBRL_MJCF_DIR).' },
+    seed: { type: 'string', valueName: 'S', help: 'plasticity: seed.', default: '0' },
+    steps: { type: 'string', valueName: 'N', help: 'plasticity: real training steps.', default: '600' },
+    out: { type: 'string', valueName: 'FILE', help: 'plasticity: write the KL map (JSON) there and the heat map beside it (.svg).' },
   },
   async run(values, positionals) {
     const name = positionals[0];
@@ -43,6 +52,31 @@ export const benchCommand: Command = {
       const ids = typeof values.env === 'string' ? values.env.split(',') : undefined;
       const { metrics, skipped } = await benchEnvs({ ids, seconds, numEnvs, mjcfDir: values['mjcf-dir'] as string | undefined, log });
       report = makeReport('envs', backend, metrics, skipped);
+    } else if (name === 'plasticity') {
+      const r = await benchPlasticity({ seed: intFlag(values, 'seed', 0), steps: intFlag(values, 'steps', 1), log });
+      if (typeof values.out === 'string') {
+        await writeFileAtomic(values.out, `${JSON.stringify({ ...r, command: `npx mbrl bench plasticity --seed ${String(values.seed)} --steps ${String(values.steps)} --out ${values.out}` }, null, 1)}\n`);
+        await writeFileAtomic(values.out.replace(/\.json$/, '') + '.svg', plasticitySvg(r));
+      }
+      report = makeReport('plasticity', backend, r.metrics);
+    } else if (name === 'sample-efficiency') {
+      const r = await benchSampleEfficiency({ seed: intFlag(values, 'seed', 0), log, mjcfDir: values['mjcf-dir'] as string | undefined });
+      if (typeof values.out === 'string') {
+        await writeFileAtomic(values.out, `${JSON.stringify({ ...r, command: `npx mbrl bench sample-efficiency --seed ${String(values.seed)} --out ${values.out}` }, null, 1)}\n`);
+        const svg = linePlotSvg(
+          Object.entries(r.curves).map(([label, points]) => ({ label, points })),
+          { title: `${r.env}: deterministic evaluation return vs real steps (seed ${r.seed})`, xLabel: 'real environment steps (log scale not used)', yLabel: 'return' },
+        );
+        await writeFileAtomic(values.out.replace(/\.json$/, '') + '.svg', svg);
+      }
+      const metrics: Record<string, number> = {};
+      for (const [algo, c] of Object.entries(r.comparison)) {
+        metrics[`${algo}.target`] = c.target;
+        metrics[`${algo}.modelBasedSteps`] = c.modelBasedSteps;
+        metrics[`${algo}.trpoSteps`] = c.modelFreeSteps ?? NaN;
+        metrics[`${algo}.ratio`] = c.ratio ?? NaN;
+      }
+      report = makeReport('sample-efficiency', backend, metrics);
     } else if (name === 'inference') {
       const calls = intFlag(values, 'calls', 1);
       const metrics = await benchInference({ onnxCalls: calls, tfjsCalls: Math.max(100, Math.round(calls / 50)), seconds, log });
