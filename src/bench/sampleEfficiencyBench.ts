@@ -31,7 +31,18 @@ export interface SampleEfficiencyResult {
    * took (N_mb), the steps model-free TRPO took to first reach R (N_mf; null if it never did
    * within its budget), and N_mf / N_mb.
    */
-  comparison: Record<'mb-mpo' | 'me-trpo', { target: number; modelBasedSteps: number; modelFreeSteps: number | null; ratio: number | null }>;
+  comparison: Record<'mb-mpo' | 'me-trpo', Comparison>;
+}
+
+/** How a model-based curve compares with TRPO's. */
+export interface Comparison {
+  /** At the model-based run's best evaluation: its return, its steps, TRPO's steps to first reach it, their ratio. */
+  target: number;
+  modelBasedSteps: number;
+  modelFreeSteps: number | null;
+  ratio: number | null;
+  /** The same at every evaluation of the model-based run (ratio null where TRPO never reached it). */
+  points: { steps: number; return: number; trpoSteps: number | null; ratio: number | null }[];
 }
 
 /**
@@ -76,11 +87,16 @@ export async function benchSampleEfficiency(options: SampleEfficiencyOptions = {
   }
   evalEnv.close();
 
-  const compare = (curve: Curve): SampleEfficiencyResult['comparison']['mb-mpo'] => {
+  const trpoSteps = (r: number): number | null => trpo.find((p) => p[1] >= r)?.[0] ?? null;
+  const compare = (curve: Curve): Comparison => {
     let best: [number, number] = curve[0];
     for (const p of curve) if (p[1] > best[1]) best = p;
-    const hit = trpo.find((p) => p[1] >= best[1]);
-    return { target: best[1], modelBasedSteps: best[0], modelFreeSteps: hit ? hit[0] : null, ratio: hit ? hit[0] / best[0] : null };
+    const hit = trpoSteps(best[1]);
+    const points = curve.map(([steps, r]) => {
+      const t = trpoSteps(r);
+      return { steps, return: r, trpoSteps: t, ratio: t === null ? null : t / steps };
+    });
+    return { target: best[1], modelBasedSteps: best[0], modelFreeSteps: hit, ratio: hit === null ? null : hit / best[0], points };
   };
   return { env: envId, seed, curves: { 'mb-mpo': mbMpo, 'me-trpo': meTrpo, trpo }, comparison: { 'mb-mpo': compare(mbMpo), 'me-trpo': compare(meTrpo) } };
 }
