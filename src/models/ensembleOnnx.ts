@@ -113,6 +113,10 @@ export function ensembleToOnnx(w: EnsembleWeights, meta: Readonly<Record<string,
     const stdSquared = new Float32Array(outDim).map((_, j) => w.targetStd[j] * w.targetStd[j]);
     g.op('Mul', [g.op('Exp', [logvar]), float('target_var', stdSquared, [outDim])], undefined, 'variance');
     g.addOutput('variance', 'float32', [K, B, outDim]);
+    // The same in log space, raw units (what deployers of a Gaussian model usually want): log σ²_n + log σ²_target.
+    const logStdSquared = stdSquared.map((v) => Math.log(v));
+    g.op('Add', [logvar, float('log_target_var', logStdSquared, [outDim])], undefined, 'log_variance');
+    g.addOutput('log_variance', 'float32', [K, B, outDim]);
   }
 
   g.setMetadata('mbrl.kind', 'dynamics-ensemble');

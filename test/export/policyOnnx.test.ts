@@ -272,7 +272,10 @@ describe('ensemble export parity with the tfjs DynamicsEnsemble', () => {
     const nextObs = out.next_obs.data as Float32Array;
     const errs: Record<string, number> = { next_obs: 0 };
     if (spec.learnReward) errs.reward = 0;
-    if (spec.probabilistic) errs.logVariance = 0;
+    if (spec.probabilistic) {
+      errs.logVariance = 0;
+      errs.logVarianceOutput = 0;
+    }
     let absNext = 0;
     const outDim = D + (spec.learnReward ? 1 : 0);
     for (let r = 0; r < K * B; r++) {
@@ -290,6 +293,8 @@ describe('ensemble export parity with the tfjs DynamicsEnsemble', () => {
         for (let j = 0; j < outDim; j++) {
           const k = r * outDim + j;
           errs.logVariance = Math.max(errs.logVariance, Math.abs(Math.log((out.variance.data as Float32Array)[k]) - Math.log(ref.variance[k])) / scale(Math.log(ref.variance[k])));
+          // The log_variance output against the reference's log variance (same scaling as above).
+          errs.logVarianceOutput = Math.max(errs.logVarianceOutput, Math.abs((out.log_variance.data as Float32Array)[k] - Math.log(ref.variance[k])) / scale(Math.log(ref.variance[k])));
         }
       }
     }

@@ -314,7 +314,7 @@ describe('ensembleToOnnx', () => {
     expect(meta.env).toBe('HalfCheetah-v5');
     expect(meta.seed).toBe('1');
     expect(model.graph.input.map((i) => i.name)).toEqual(['obs', 'act']);
-    expect(model.graph.output.map((o) => o.name)).toEqual(['next_obs', 'reward', 'variance']);
+    expect(model.graph.output.map((o) => o.name)).toEqual(['next_obs', 'reward', 'variance', 'log_variance']);
     expect(model.graph.input[0].type?.tensor_type?.shape?.dim).toEqual([{ dim_value: 7 }, { dim_param: 'batch' }, { dim_value: 17 }]);
   });
 
