@@ -82,6 +82,71 @@ export {
   type PetsEpisodeMetrics,
   type PetsHooks,
 } from './algorithms/mbrl.js';
+export { branchedRollouts, mopoPenalty, type BranchedRolloutOptions, type ModelTransitions, type PenaltyKind } from './models/branchedRollouts.js';
+
+export {
+  GaussianMlpPolicy,
+  makePolicySpec,
+  policyForward,
+  referencePolicyForward,
+  POLICY_DEFAULTS,
+  type GaussianMlpPolicySpec,
+  type PolicyWeights,
+  type PolicySquash,
+  type PolicyStdMode,
+} from './policies/gaussianMlpPolicy.js';
+export { gaussianLogProb, gaussianKl, gaussianEntropy, tanhLogDetJacobian } from './policies/diagGaussian.js';
+export { LinearFeatureBaseline } from './policies/linearFeatureBaseline.js';
+export { MlpValueFunction } from './policies/mlpValueFunction.js';
+export type { Baseline } from './policies/baseline.js';
+export { expHo, tanhHo } from './core/tfMath.js';
+
+export {
+  collectRollouts,
+  EnvRolloutSource,
+  makeEnvCopies,
+  gae,
+  discountedCumsum,
+  type SampleBatch,
+  type RolloutSource,
+  type ActionSampler,
+} from './algorithms/policyGradient.js';
+export {
+  trainTrpo,
+  trpoStep,
+  trustRegionStep,
+  conjugateGradient,
+  fisherVectorProduct,
+  makeTrpoConfig,
+  TRPO_DEFAULTS,
+  TRUST_REGION_DEFAULTS,
+  type TrpoConfig,
+  type TrustRegionConfig,
+} from './algorithms/trpo.js';
+export { trainPpo, makePpoConfig, ppoLoss, PPO_DEFAULTS, type PpoConfig } from './algorithms/ppo.js';
+export { ModelRolloutSource, meanActionSampler } from './algorithms/modelRollouts.js';
+export {
+  trainMeTrpo,
+  makeMeTrpoConfig,
+  meTrpoValidation,
+  ME_TRPO_DEFAULTS,
+  ME_TRPO_ENV_OVERRIDES,
+  type MeTrpoConfig,
+  type MeTrpoState,
+  type MeTrpoIterationMetrics,
+} from './algorithms/meTrpo.js';
+export {
+  trainMbMpo,
+  makeMbMpoConfig,
+  metaStep,
+  adaptOnRealSystem,
+  MB_MPO_DEFAULTS,
+  MB_MPO_ENV_OVERRIDES,
+  type MbMpoConfig,
+  type MbMpoState,
+  type MbMpoIterationMetrics,
+} from './algorithms/mbMpo.js';
+export { adaptParams, metaObjective, metaKl, innerGradient, type MetaTask, type MetaGradientMode } from './algorithms/metaGradient.js';
 export { OnnxGraphBuilder, MBRL_NODE_VERSION } from './export/onnxWriter.js';
 export { policyToOnnx, float32Inward, POLICY_ONNX_NAMES, POLICY_BATCH_DIM, type PolicyToOnnxOptions } from './export/policyOnnx.js';
 export { exportMetadataProps, readExportMetadata, EXPORT_METADATA_VERSION, type ExportMetadata, type ReadExportMetadata } from './export/exportMetadata.js';
