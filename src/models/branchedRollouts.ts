@@ -52,6 +52,11 @@ export interface BranchedRolloutOptions {
   members?: readonly number[];
   /** The task's known reward and termination; without it the learned reward is used and nothing terminates. */
   task?: TaskFunctions;
+  /**
+   * Where the reward comes from when a task is given: `'task'` (its known reward, default) or
+   * `'model'` (the learned reward, as MOPO; the task then only decides termination).
+   */
+  rewardFrom?: 'task' | 'model';
   /** MOPO's penalty: r̃ = r − lambda·u. Default none (MBPO). */
   penalty?: { kind: PenaltyKind; lambda: number };
   /** Sample next states from the chosen member's Gaussian (default: when the members are probabilistic). */
@@ -98,6 +103,8 @@ export async function branchedRollouts(
   const members = options.members ?? Array.from({ length: K }, (_, k) => k);
   if (members.length === 0 || members.some((k) => !Number.isInteger(k) || k < 0 || k >= K)) throw new ValidationError(where, 'members', `expected member indices in [0, ${K}), got [${members.join(', ')}]`);
   if (options.task === undefined && !spec.learnReward) throw new ValidationError(where, 'task', 'no reward: pass the task or use an ensemble that learns the reward');
+  const rewardFromModel = options.task === undefined || options.rewardFrom === 'model';
+  if (rewardFromModel && !spec.learnReward) throw new ValidationError(where, 'rewardFrom', "'model' needs an ensemble that learns the reward (spec.learnReward)");
   const sample = options.sample ?? spec.probabilistic;
   if (sample && !spec.probabilistic) throw new ValidationError(where, 'sample', 'the members are deterministic: nothing to sample from');
   const penalty = options.penalty;
@@ -148,12 +155,9 @@ export async function branchedRollouts(
     }
     const reward = new Float32Array(n);
     const term = new Uint8Array(n);
-    if (options.task) {
-      options.task.reward(obs, a, next, n, reward);
-      options.task.terminated(obs, a, next, n, term);
-    } else {
-      reward.set(learned);
-    }
+    if (options.task) options.task.terminated(obs, a, next, n, term);
+    if (rewardFromModel) reward.set(learned);
+    else options.task?.reward(obs, a, next, n, reward);
     const keep: number[] = [];
     for (let r = 0; r < n; r++) {
       let finite = Number.isFinite(reward[r]) && Number.isFinite(u[r]);
