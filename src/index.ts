@@ -147,6 +147,19 @@ export {
   type MbMpoIterationMetrics,
 } from './algorithms/mbMpo.js';
 export { adaptParams, metaObjective, metaKl, innerGradient, type MetaTask, type MetaGradientMode } from './algorithms/metaGradient.js';
+export {
+  SacAgent,
+  trainSac,
+  makeSacConfig,
+  softQTarget,
+  SAC_DEFAULTS,
+  SAC_ENV_OVERRIDES,
+  type SacConfig,
+  type SacAgentConfig,
+  type SacBatch,
+  type SacAgentState,
+} from './algorithms/sac.js';
+export { trainMopo, makeMopoConfig, mixedBatch, MOPO_DEFAULTS, MOPO_PAPER_SETTINGS, type MopoConfig, type OfflineData, type MopoEpochMetrics } from './algorithms/mopo.js';
 export { OnnxGraphBuilder, MBRL_NODE_VERSION } from './export/onnxWriter.js';
 export { policyToOnnx, float32Inward, POLICY_ONNX_NAMES, POLICY_BATCH_DIM, type PolicyToOnnxOptions } from './export/policyOnnx.js';
 export { exportMetadataProps, readExportMetadata, EXPORT_METADATA_VERSION, type ExportMetadata, type ReadExportMetadata } from './export/exportMetadata.js';
