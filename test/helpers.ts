@@ -14,6 +14,15 @@ export const MJCF_SKIP_REASON = HAVE_MJCF
 if (!HAVE_MJCF) console.warn(MJCF_SKIP_REASON);
 
 /**
+ * The shared real ROS 2 recordings (MBRL_BAGS_DIR, set by setup.ts to ../shared/bags; see its
+ * README.md). When absent, the bag tests on them are skipped and say why.
+ */
+export const BAGS_DIR = process.env.MBRL_BAGS_DIR;
+export const HAVE_BAGS = BAGS_DIR !== undefined && existsSync(join(BAGS_DIR, 'nav2_turtlebot.mcap')) && existsSync(join(BAGS_DIR, 'rosbags_test_bag_mcap/test_bag_mcap.mcap'));
+export const BAGS_SKIP_REASON = HAVE_BAGS ? '' : `SKIPPED: shared ROS 2 bags not found (MBRL_BAGS_DIR=${BAGS_DIR ?? 'unset'}; expected ../shared/bags)`;
+if (!HAVE_BAGS) console.warn(BAGS_SKIP_REASON);
+
+/**
  * A Python interpreter that can `import onnx` (the reference checker), or undefined. Debian's
  * python3-onnx installs for /usr/bin/python3, which a pyenv or venv `python3` on PATH may shadow,
  * so the system interpreter is tried first.

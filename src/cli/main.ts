@@ -1,6 +1,7 @@
 import { ValidationError } from '../core/errors.js';
 import { UsageError, commandHelp, parseCommand, type Command } from './args.js';
 import { benchCommand } from './commands/bench.js';
+import { datasetCommand } from './commands/dataset.js';
 import { envsCommand } from './commands/envs.js';
 import { evalCommand } from './commands/eval.js';
 import { exportCommand } from './commands/export.js';
@@ -9,7 +10,7 @@ import { rolloutCommand } from './commands/rollout.js';
 import { trainCommand } from './commands/train.js';
 
 /** Every `mbrl` command, in the order `mbrl --help` lists them. */
-export const COMMANDS: readonly Command[] = [trainCommand, evalCommand, exportCommand, envsCommand, rolloutCommand, benchCommand, reportCommand];
+export const COMMANDS: readonly Command[] = [trainCommand, evalCommand, exportCommand, envsCommand, rolloutCommand, datasetCommand, benchCommand, reportCommand];
 
 function topHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;
