@@ -21,6 +21,7 @@ export const reportCommand: Command = {
   description:
     'Curves are [envSteps, episodeReturn] of every episode the run recorded. For PETS a planned training episode is\n' +
     'itself a noise-free evaluation of the current controller (as in the PETS paper); warm-up episodes are random.\n' +
+    'For learned-policy runs (ME-TRPO, MB-MPO) the points are each iteration\'s evaluation return (deterministic policy).\n' +
     'final is the mean and std over seeds of the last episode return; final.envSteps is the smallest step count reached.',
   options: {
     runs: { type: 'string', valueName: 'DIRS', help: 'Comma-separated run directories (each with config.json and metrics.jsonl).' },
@@ -44,9 +45,10 @@ export const reportCommand: Command = {
       const cfg = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as RunConfig;
       const lines = (await readFile(join(dir, 'metrics.jsonl'), 'utf8')).trim().split('\n').filter((l) => l !== '');
       const points = lines.map((l, i) => {
-        const m = JSON.parse(l) as { envSteps?: number; episodeReturn?: number };
-        if (typeof m.envSteps !== 'number' || typeof m.episodeReturn !== 'number') throw new UsageError(`${join(dir, 'metrics.jsonl')} line ${i + 1}: expected envSteps and episodeReturn numbers`);
-        return [m.envSteps, m.episodeReturn] as [number, number];
+        const m = JSON.parse(l) as { envSteps?: number; episodeReturn?: number; evalReturn?: number | null };
+        const ret = m.episodeReturn ?? m.evalReturn;
+        if (typeof m.envSteps !== 'number' || typeof ret !== 'number') throw new UsageError(`${join(dir, 'metrics.jsonl')} line ${i + 1}: expected envSteps and episodeReturn (or evalReturn) numbers`);
+        return [m.envSteps, ret] as [number, number];
       });
       if ((algo && cfg.kind !== algo) || (env && cfg.env !== env)) throw new UsageError(`${dir}: ${cfg.kind} on ${cfg.env} differs from the other runs (${algo} on ${env})`);
       algo = cfg.kind;
