@@ -35,11 +35,11 @@ import { envSpec } from '../envs/registry.js';
 import { DynamicsEnsemble, ENSEMBLE_PRESETS, makeEnsembleConfig, type EnsembleConfig } from '../models/ensemble.js';
 import { OrtEnsemblePredictor } from '../models/ensembleOnnx.js';
 import { ModelEnv } from '../models/modelEnv.js';
-import { EnsembleFitError, fitEnsemble, makeEnsembleFitConfig, type EnsembleFitConfig } from '../models/trainer.js';
+import { makeEnsembleFitConfig, type EnsembleFitConfig } from '../models/trainer.js';
 import { selectMembers, type EnsembleWeights } from '../models/types.js';
 import { GaussianMlpPolicy, makePolicySpec, type PolicyWeights } from '../policies/gaussianMlpPolicy.js';
 import { LinearFeatureBaseline } from '../policies/linearFeatureBaseline.js';
-import { bufferFitData } from './mbrl.js';
+import { bufferFitData, refitKeepingLastGood } from './mbrl.js';
 import { addToBuffer } from './meTrpo.js';
 import { adaptParams, innerGradient, metaKl, metaObjective, type MetaGradientMode, type MetaTask, type PolicySamples } from './metaGradient.js';
 import { ModelRolloutSource, meanActionSampler } from './modelRollouts.js';
@@ -399,16 +399,13 @@ export async function trainMbMpo(config: MbMpoConfig, env: Env, hooks: MbMpoHook
       state.envSteps += real.size;
 
       // 2. Refit (a failed fit keeps the last good model).
-      let holdoutLoss: number[] | null = null;
-      let fitError: string | undefined;
-      try {
-        const fit = await fitEnsemble(ensemble, bufferFitData(state.buffer), config.fit, rng.fork());
+      const refit = await refitKeepingLastGood(ensemble, state.buffer, config.fit, rng.fork(), state.ensemble !== null);
+      const holdoutLoss = refit.fit ? refit.fit.bestHoldoutLoss : null;
+      const fitError = refit.error;
+      if (refit.fit) {
         state.ensemble = ensemble.toWeights();
-        holdoutLoss = fit.bestHoldoutLoss;
-      } catch (err) {
-        if (!(err instanceof EnsembleFitError) || state.ensemble === null) throw err;
-        fitError = err.message;
-        log(`mb-mpo it ${state.iteration}: fit failed, keeping the previous model: ${err.message}`);
+      } else {
+        log(`mb-mpo it ${state.iteration}: fit failed, keeping the previous model: ${refit.error}`);
       }
 
       // 3. Meta-policy optimisation over the members.

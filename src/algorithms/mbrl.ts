@@ -247,16 +247,15 @@ export async function trainPets(config: PetsConfig, env: Env, hooks: PetsHooks =
       if (random) {
         agent = asPlanningAgent(new RandomAgent(env.actionSpace, rng.fork()));
       } else {
-        try {
-          fit = await fitEnsemble(ensemble, bufferFitData(state.buffer), config.fit, rng.fork());
+        const refit = await refitKeepingLastGood(ensemble, state.buffer, config.fit, rng.fork(), state.weights !== null);
+        fit = refit.fit;
+        if (fit) {
           state.weights = ensemble.toWeights();
           state.elites = [...ensemble.elites];
           log(`fit: ${fit.epochs} epochs (${fit.stopReason}), holdout ${fmtList(fit.bestHoldoutLoss)}, elites [${fit.elites.join(', ')}], ${fit.samplesPerSec.toFixed(0)} samples/s`);
-        } catch (err) {
-          if (!(err instanceof EnsembleFitError) || state.weights === null) throw err;
-          // A failed refit keeps the last good model (the ensemble is unchanged by a failed fit).
-          fitError = err.message;
-          log(`fit failed, keeping the previous model: ${err.message}`);
+        } else {
+          fitError = refit.error;
+          log(`fit failed, keeping the previous model: ${refit.error}`);
         }
         predictor?.dispose();
         ({ agent, predictor } = await makePetsAgent(config, state.weights as EnsembleWeights, state.elites, env, rng));
@@ -309,6 +308,27 @@ export async function trainPets(config: PetsConfig, env: Env, hooks: PetsHooks =
     ensemble.dispose();
   }
   return state;
+}
+
+/**
+ * Refits the ensemble on the whole buffer. A failed fit (`EnsembleFitError`: diverged, or no
+ * finite holdout loss) leaves the ensemble as it was, so when a previous fit succeeded the caller
+ * keeps that model and reports `error`; before any good fit it rethrows.
+ * @param rng the fit's generator (pass a fork, so the caller's stream advances the same either way)
+ */
+export async function refitKeepingLastGood(
+  ensemble: DynamicsEnsemble,
+  buffer: ReplayBuffer,
+  fitConfig: Partial<EnsembleFitConfig>,
+  rng: Rng,
+  hasLastGood: boolean,
+): Promise<{ fit: EnsembleFitResult; error?: undefined } | { fit: null; error: string }> {
+  try {
+    return { fit: await fitEnsemble(ensemble, bufferFitData(buffer), fitConfig, rng) };
+  } catch (err) {
+    if (!(err instanceof EnsembleFitError) || !hasLastGood) throw err;
+    return { fit: null, error: err.message };
+  }
 }
 
 /**

@@ -29,11 +29,11 @@ import { envSpec } from '../envs/registry.js';
 import { DynamicsEnsemble, ENSEMBLE_PRESETS, makeEnsembleConfig, type EnsembleConfig } from '../models/ensemble.js';
 import { OrtEnsemblePredictor } from '../models/ensembleOnnx.js';
 import { ModelEnv } from '../models/modelEnv.js';
-import { EnsembleFitError, fitEnsemble, makeEnsembleFitConfig, type EnsembleFitConfig } from '../models/trainer.js';
+import { makeEnsembleFitConfig, type EnsembleFitConfig } from '../models/trainer.js';
 import { selectMembers, type EnsembleWeights } from '../models/types.js';
 import { GaussianMlpPolicy, makePolicySpec, type PolicyWeights } from '../policies/gaussianMlpPolicy.js';
 import { LinearFeatureBaseline } from '../policies/linearFeatureBaseline.js';
-import { bufferFitData } from './mbrl.js';
+import { bufferFitData, refitKeepingLastGood } from './mbrl.js';
 import { ModelRolloutSource, meanActionSampler } from './modelRollouts.js';
 import { collectRollouts, EnvRolloutSource, meanOrNull, standardize, type SampleBatch } from './policyGradient.js';
 import {
@@ -350,17 +350,14 @@ export async function trainMeTrpo(config: MeTrpoConfig, env: Env, hooks: MeTrpoH
       state.envSteps += real.size;
 
       // 2. Refit the ensemble (a failed fit keeps the last good model).
-      let holdoutLoss: number[] | null = null;
-      let fitError: string | undefined;
-      try {
-        const fit = await fitEnsemble(ensemble, bufferFitData(state.buffer), config.fit, rng.fork());
+      const refit = await refitKeepingLastGood(ensemble, state.buffer, config.fit, rng.fork(), state.ensemble !== null);
+      const holdoutLoss = refit.fit ? refit.fit.bestHoldoutLoss : null;
+      const fitError = refit.error;
+      if (refit.fit) {
         state.ensemble = ensemble.toWeights();
-        holdoutLoss = fit.bestHoldoutLoss;
-        log(`me-trpo it ${state.iteration}: fit ${fit.epochs} epochs (${fit.stopReason}), holdout [${fit.bestHoldoutLoss.map((x) => x.toPrecision(3)).join(', ')}]`);
-      } catch (err) {
-        if (!(err instanceof EnsembleFitError) || state.ensemble === null) throw err;
-        fitError = err.message;
-        log(`me-trpo it ${state.iteration}: fit failed, keeping the previous model: ${err.message}`);
+        log(`me-trpo it ${state.iteration}: fit ${refit.fit.epochs} epochs (${refit.fit.stopReason}), holdout [${refit.fit.bestHoldoutLoss.map((x) => x.toPrecision(3)).join(', ')}]`);
+      } else {
+        log(`me-trpo it ${state.iteration}: fit failed, keeping the previous model: ${refit.error}`);
       }
 
       // 3. Policy phase in the model.
