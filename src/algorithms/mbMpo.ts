@@ -28,35 +28,21 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Env, PhysicsParams, TaskFunctions } from '../core/env.js';
 import { ValidationError, describe } from '../core/errors.js';
-import { Rng, type RngState } from '../core/rng.js';
-import { ReplayBuffer } from '../data/replayBuffer.js';
-import { RunningNormalizer } from '../data/normalizer.js';
+import type { Rng } from '../core/rng.js';
 import { envSpec } from '../envs/registry.js';
-import { DynamicsEnsemble, ENSEMBLE_PRESETS, makeEnsembleConfig, type EnsembleConfig } from '../models/ensemble.js';
+import { ENSEMBLE_PRESETS, type EnsembleConfig } from '../models/ensemble.js';
 import { OrtEnsemblePredictor } from '../models/ensembleOnnx.js';
 import { ModelEnv } from '../models/modelEnv.js';
-import { makeEnsembleFitConfig, type EnsembleFitConfig } from '../models/trainer.js';
+import type { EnsembleFitConfig } from '../models/trainer.js';
 import { selectMembers, type EnsembleWeights } from '../models/types.js';
-import { GaussianMlpPolicy, makePolicySpec, type PolicyWeights } from '../policies/gaussianMlpPolicy.js';
+import type { GaussianMlpPolicy } from '../policies/gaussianMlpPolicy.js';
 import { LinearFeatureBaseline } from '../policies/linearFeatureBaseline.js';
-import { bufferFitData, refitKeepingLastGood } from './mbrl.js';
-import { addToBuffer } from './meTrpo.js';
+import { refitKeepingLastGood } from './mbrl.js';
+import { addToBuffer, makeModelBasedPolicyConfig, normalizePolicyOnBuffer, startModelBasedPolicyRun, type ModelBasedPolicyOverrides, type ModelBasedPolicyState } from './modelBasedPolicy.js';
 import { adaptParams, innerGradient, metaKl, metaObjective, type MetaGradientMode, type MetaTask, type PolicySamples } from './metaGradient.js';
 import { ModelRolloutSource, meanActionSampler } from './modelRollouts.js';
 import { collectRollouts, concatBatches, EnvRolloutSource, gae, meanOrNull, readFlat, standardize, type SampleBatch } from './policyGradient.js';
-import {
-  TRUST_REGION_DEFAULTS,
-  checkInt,
-  checkPolicyArchitecture,
-  checkTrustRegionConfig,
-  checkUnit,
-  meanLogStd,
-  rejectUnknownKeys,
-  trustRegionStep,
-  type PolicyArchitecture,
-  type TrpoStepStats,
-  type TrustRegionConfig,
-} from './trpo.js';
+import { TRUST_REGION_DEFAULTS, checkInt, meanLogStd, trustRegionStep, type PolicyArchitecture, type TrpoStepStats, type TrustRegionConfig } from './trpo.js';
 
 // ---------------------------------------------------------------------------------------------
 // Config
@@ -138,7 +124,7 @@ export const MB_MPO_ENV_OVERRIDES: Record<string, Partial<MbMpoConfig>> = {
   },
 };
 
-export type MbMpoOverrides = Partial<Omit<MbMpoConfig, 'policy'>> & { policy?: Partial<PolicyArchitecture> };
+export type MbMpoOverrides = ModelBasedPolicyOverrides<MbMpoConfig>;
 
 /**
  * Merges per-task overrides and `overrides` into `MB_MPO_DEFAULTS` and validates.
@@ -146,39 +132,11 @@ export type MbMpoOverrides = Partial<Omit<MbMpoConfig, 'policy'>> & { policy?: P
  */
 export function makeMbMpoConfig(overrides: MbMpoOverrides = {}): MbMpoConfig {
   const where = 'makeMbMpoConfig';
-  rejectUnknownKeys(where, overrides, MB_MPO_DEFAULTS);
-  if (overrides.kind !== undefined && overrides.kind !== 'mb-mpo') throw new ValidationError(where, 'kind', `expected 'mb-mpo', got ${describe(overrides.kind)}`);
-  const env = overrides.env ?? MB_MPO_DEFAULTS.env;
-  const perEnv = MB_MPO_ENV_OVERRIDES[env] ?? {};
-  const c: MbMpoConfig = {
-    ...MB_MPO_DEFAULTS,
-    ...perEnv,
-    ...overrides,
-    kind: 'mb-mpo',
-    ensemble: { ...MB_MPO_DEFAULTS.ensemble, ...perEnv.ensemble, ...overrides.ensemble },
-    fit: { ...MB_MPO_DEFAULTS.fit, ...perEnv.fit, ...overrides.fit },
-    policy: { ...MB_MPO_DEFAULTS.policy, hidden: [...MB_MPO_DEFAULTS.policy.hidden], ...perEnv.policy, ...overrides.policy },
-    physics: { ...overrides.physics },
-  };
-  envSpec(c.env);
-  checkInt(where, 'seed', c.seed, 0);
-  checkInt(where, 'steps', c.steps, 1);
-  checkInt(where, 'realEpisodesPerIteration', c.realEpisodesPerIteration, 1);
-  makeEnsembleConfig(c.ensemble);
-  if (c.ensemble.probabilistic) throw new ValidationError(where, 'ensemble.probabilistic', 'expected false: MB-MPO uses deterministic members');
-  makeEnsembleFitConfig(c.fit);
-  checkPolicyArchitecture(where, c.policy);
-  checkTrustRegionConfig(where, c);
+  const c = makeModelBasedPolicyConfig<MbMpoConfig>(where, 'MB-MPO', MB_MPO_DEFAULTS, MB_MPO_ENV_OVERRIDES, overrides);
   if (!(c.innerStepSize >= 0 && Number.isFinite(c.innerStepSize))) throw new ValidationError(where, 'innerStepSize', `expected a finite number ≥ 0, got ${describe(c.innerStepSize)}`);
   if (c.metaGradient !== 'exact' && c.metaGradient !== 'firstOrder') throw new ValidationError(where, 'metaGradient', `expected 'exact' or 'firstOrder', got ${describe(c.metaGradient)}`);
   checkInt(where, 'trajectoriesPerTask', c.trajectoriesPerTask, 1);
-  if (c.imaginedHorizon !== null) checkInt(where, 'imaginedHorizon', c.imaginedHorizon, 1);
   checkInt(where, 'metaStepsPerIteration', c.metaStepsPerIteration, 1);
-  checkUnit(where, 'gamma', c.gamma);
-  checkUnit(where, 'gaeLambda', c.gaeLambda);
-  checkInt(where, 'evalEpisodes', c.evalEpisodes, 0);
-  checkInt(where, 'bufferCapacity', c.bufferCapacity, 1);
-  if (c.maxEpisodeSteps !== null) checkInt(where, 'maxEpisodeSteps', c.maxEpisodeSteps, 1);
   return c;
 }
 
@@ -311,17 +269,7 @@ export interface MbMpoIterationMetrics {
   seconds: number;
 }
 
-export interface MbMpoState {
-  config: MbMpoConfig;
-  envSteps: number;
-  iteration: number;
-  buffer: ReplayBuffer;
-  startStates: number[];
-  policy: PolicyWeights;
-  ensemble: EnsembleWeights | null;
-  rng: RngState;
-  history: MbMpoIterationMetrics[];
-}
+export type MbMpoState = ModelBasedPolicyState<MbMpoConfig, MbMpoIterationMetrics>;
 
 export interface MbMpoHooks {
   onIteration?: (metrics: MbMpoIterationMetrics, state: MbMpoState) => Promise<void> | void;
@@ -336,36 +284,8 @@ export interface MbMpoHooks {
  */
 export async function trainMbMpo(config: MbMpoConfig, env: Env, hooks: MbMpoHooks = {}, resume?: MbMpoState): Promise<MbMpoState> {
   const log = hooks.log ?? (() => {});
-  const obsDim = env.observationSpace.dim;
-  const actDim = env.actionSpace.dim;
   const task: TaskFunctions = envSpec(config.env).task;
-  const rng = new Rng(config.seed);
-  const policySpec = makePolicySpec({ obsDim, actionSpace: env.actionSpace, ...config.policy });
-  let state: MbMpoState;
-  if (resume) {
-    if (JSON.stringify(resume.config) !== JSON.stringify(config)) throw new ValidationError('trainMbMpo', 'resume.config', "differs from the config of this run; resume with the checkpoint's own config");
-    state = resume;
-    rng.setState(resume.rng);
-  } else {
-    const init = new GaussianMlpPolicy(policySpec, { rng: new Rng(config.seed, 1) });
-    state = {
-      config,
-      envSteps: 0,
-      iteration: 0,
-      buffer: new ReplayBuffer({ obsDim, actDim, capacity: config.bufferCapacity }),
-      startStates: [],
-      policy: init.getWeights(),
-      ensemble: null,
-      rng: rng.getState(),
-      history: [],
-    };
-    init.dispose();
-  }
-  const policy = new GaussianMlpPolicy(policySpec, { weights: state.policy });
-  const ensemble = state.ensemble
-    ? DynamicsEnsemble.fromWeights(state.ensemble, { config: config.ensemble })
-    : new DynamicsEnsemble({ obsDim, actDim, rng: new Rng(config.seed, 2), config: config.ensemble });
-  const horizon = config.imaginedHorizon ?? config.maxEpisodeSteps ?? env.maxEpisodeSteps;
+  const { state, rng, policy, ensemble, horizon } = startModelBasedPolicyRun('trainMbMpo', config, env, resume);
   const K = ensemble.spec.numMembers;
   try {
     while (state.envSteps < config.steps) {
@@ -409,10 +329,7 @@ export async function trainMbMpo(config: MbMpoConfig, env: Env, hooks: MbMpoHook
       }
 
       // 3. Meta-policy optimisation over the members.
-      const normalizer = new RunningNormalizer({ dim: obsDim });
-      const data = bufferFitData(state.buffer);
-      normalizer.updateBatch(data.obs, data.n);
-      policy.setObsNormalization(normalizer.mean, normalizer.std);
+      normalizePolicyOnBuffer(policy, state.buffer);
       const weights = state.ensemble as EnsembleWeights;
       const predictors = await Promise.all(Array.from({ length: K }, (_, k) => OrtEnsemblePredictor.create(selectMembers(weights, [k]), { intraOpThreads: 1 })));
       let last: MetaStepStats | undefined;

@@ -21,35 +21,21 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Env, PhysicsParams } from '../core/env.js';
-import { ValidationError, describe } from '../core/errors.js';
-import { Rng, type RngState } from '../core/rng.js';
-import { ReplayBuffer } from '../data/replayBuffer.js';
-import { RunningNormalizer } from '../data/normalizer.js';
+import { ValidationError } from '../core/errors.js';
+import { Rng } from '../core/rng.js';
 import { envSpec } from '../envs/registry.js';
-import { DynamicsEnsemble, ENSEMBLE_PRESETS, makeEnsembleConfig, type EnsembleConfig } from '../models/ensemble.js';
+import { ENSEMBLE_PRESETS, type EnsembleConfig } from '../models/ensemble.js';
 import { OrtEnsemblePredictor } from '../models/ensembleOnnx.js';
 import { ModelEnv } from '../models/modelEnv.js';
-import { makeEnsembleFitConfig, type EnsembleFitConfig } from '../models/trainer.js';
+import type { EnsembleFitConfig } from '../models/trainer.js';
 import { selectMembers, type EnsembleWeights } from '../models/types.js';
-import { GaussianMlpPolicy, makePolicySpec, type PolicyWeights } from '../policies/gaussianMlpPolicy.js';
+import type { GaussianMlpPolicy } from '../policies/gaussianMlpPolicy.js';
 import { LinearFeatureBaseline } from '../policies/linearFeatureBaseline.js';
-import { bufferFitData, refitKeepingLastGood } from './mbrl.js';
+import { refitKeepingLastGood } from './mbrl.js';
+import { addToBuffer, makeModelBasedPolicyConfig, normalizePolicyOnBuffer, startModelBasedPolicyRun, type ModelBasedPolicyOverrides, type ModelBasedPolicyState } from './modelBasedPolicy.js';
 import { ModelRolloutSource, meanActionSampler } from './modelRollouts.js';
-import { collectRollouts, EnvRolloutSource, meanOrNull, standardize, type SampleBatch } from './policyGradient.js';
-import {
-  TRUST_REGION_DEFAULTS,
-  advantagesOf,
-  checkBool,
-  checkInt,
-  checkPolicyArchitecture,
-  checkTrustRegionConfig,
-  checkUnit,
-  meanLogStd,
-  rejectUnknownKeys,
-  trpoStep,
-  type PolicyArchitecture,
-  type TrustRegionConfig,
-} from './trpo.js';
+import { collectRollouts, EnvRolloutSource, meanOrNull, standardize } from './policyGradient.js';
+import { TRUST_REGION_DEFAULTS, advantagesOf, checkBool, checkInt, checkUnit, meanLogStd, trpoStep, type PolicyArchitecture, type TrustRegionConfig } from './trpo.js';
 
 // ---------------------------------------------------------------------------------------------
 // Config
@@ -156,7 +142,7 @@ export const ME_TRPO_ENV_OVERRIDES: Record<string, Partial<MeTrpoConfig>> = {
   },
 };
 
-export type MeTrpoOverrides = Partial<Omit<MeTrpoConfig, 'policy'>> & { policy?: Partial<PolicyArchitecture> };
+export type MeTrpoOverrides = ModelBasedPolicyOverrides<MeTrpoConfig>;
 
 /**
  * Merges per-task overrides and `overrides` into `ME_TRPO_DEFAULTS` and validates.
@@ -164,43 +150,15 @@ export type MeTrpoOverrides = Partial<Omit<MeTrpoConfig, 'policy'>> & { policy?:
  */
 export function makeMeTrpoConfig(overrides: MeTrpoOverrides = {}): MeTrpoConfig {
   const where = 'makeMeTrpoConfig';
-  rejectUnknownKeys(where, overrides, ME_TRPO_DEFAULTS);
-  if (overrides.kind !== undefined && overrides.kind !== 'me-trpo') throw new ValidationError(where, 'kind', `expected 'me-trpo', got ${describe(overrides.kind)}`);
-  const env = overrides.env ?? ME_TRPO_DEFAULTS.env;
-  const perEnv = ME_TRPO_ENV_OVERRIDES[env] ?? {};
-  const c: MeTrpoConfig = {
-    ...ME_TRPO_DEFAULTS,
-    ...perEnv,
-    ...overrides,
-    kind: 'me-trpo',
-    ensemble: { ...ME_TRPO_DEFAULTS.ensemble, ...perEnv.ensemble, ...overrides.ensemble },
-    fit: { ...ME_TRPO_DEFAULTS.fit, ...perEnv.fit, ...overrides.fit },
-    policy: { ...ME_TRPO_DEFAULTS.policy, hidden: [...ME_TRPO_DEFAULTS.policy.hidden], ...perEnv.policy, ...overrides.policy },
-    physics: { ...overrides.physics },
-  };
-  envSpec(c.env);
-  checkInt(where, 'seed', c.seed, 0);
-  checkInt(where, 'steps', c.steps, 1);
-  checkInt(where, 'realEpisodesPerIteration', c.realEpisodesPerIteration, 1);
-  makeEnsembleConfig(c.ensemble);
-  if (c.ensemble.probabilistic) throw new ValidationError(where, 'ensemble.probabilistic', 'expected false: ME-TRPO uses deterministic members');
-  makeEnsembleFitConfig(c.fit);
-  checkPolicyArchitecture(where, c.policy);
-  checkTrustRegionConfig(where, c);
+  const c = makeModelBasedPolicyConfig<MeTrpoConfig>(where, 'ME-TRPO', ME_TRPO_DEFAULTS, ME_TRPO_ENV_OVERRIDES, overrides);
   checkInt(where, 'imaginedSteps', c.imaginedSteps, 1);
   checkInt(where, 'imaginedEnvs', c.imaginedEnvs, 1);
-  if (c.imaginedHorizon !== null) checkInt(where, 'imaginedHorizon', c.imaginedHorizon, 1);
-  checkUnit(where, 'gamma', c.gamma);
-  checkUnit(where, 'gaeLambda', c.gaeLambda);
   checkInt(where, 'maxPolicyIterations', c.maxPolicyIterations, 1);
   checkInt(where, 'evalEvery', c.evalEvery, 1);
   checkUnit(where, 'improvementRatio', c.improvementRatio);
   checkInt(where, 'patience', c.patience, 1);
   checkInt(where, 'validationStarts', c.validationStarts, 1);
   checkBool(where, 'resetLogStd', c.resetLogStd);
-  checkInt(where, 'evalEpisodes', c.evalEpisodes, 0);
-  checkInt(where, 'bufferCapacity', c.bufferCapacity, 1);
-  if (c.maxEpisodeSteps !== null) checkInt(where, 'maxEpisodeSteps', c.maxEpisodeSteps, 1);
   return c;
 }
 
@@ -273,18 +231,7 @@ export interface MeTrpoIterationMetrics {
 }
 
 /** Everything needed to continue a run (a checkpoint's content). */
-export interface MeTrpoState {
-  config: MeTrpoConfig;
-  envSteps: number;
-  iteration: number;
-  buffer: ReplayBuffer;
-  /** Initial states of the real episodes so far, row-major. */
-  startStates: number[];
-  policy: PolicyWeights;
-  ensemble: EnsembleWeights | null;
-  rng: RngState;
-  history: MeTrpoIterationMetrics[];
-}
+export type MeTrpoState = ModelBasedPolicyState<MeTrpoConfig, MeTrpoIterationMetrics>;
 
 export interface MeTrpoHooks {
   /** After every iteration, with the state to checkpoint (awaited). */
@@ -306,36 +253,8 @@ export interface MeTrpoHooks {
  */
 export async function trainMeTrpo(config: MeTrpoConfig, env: Env, hooks: MeTrpoHooks = {}, resume?: MeTrpoState): Promise<MeTrpoState> {
   const log = hooks.log ?? (() => {});
-  const obsDim = env.observationSpace.dim;
-  const actDim = env.actionSpace.dim;
   const task = envSpec(config.env).task;
-  const rng = new Rng(config.seed);
-  const policySpec = makePolicySpec({ obsDim, actionSpace: env.actionSpace, ...config.policy });
-  let state: MeTrpoState;
-  if (resume) {
-    if (JSON.stringify(resume.config) !== JSON.stringify(config)) throw new ValidationError('trainMeTrpo', 'resume.config', "differs from the config of this run; resume with the checkpoint's own config");
-    state = resume;
-    rng.setState(resume.rng);
-  } else {
-    const init = new GaussianMlpPolicy(policySpec, { rng: new Rng(config.seed, 1) });
-    state = {
-      config,
-      envSteps: 0,
-      iteration: 0,
-      buffer: new ReplayBuffer({ obsDim, actDim, capacity: config.bufferCapacity }),
-      startStates: [],
-      policy: init.getWeights(),
-      ensemble: null,
-      rng: rng.getState(),
-      history: [],
-    };
-    init.dispose();
-  }
-  const policy = new GaussianMlpPolicy(policySpec, { weights: state.policy });
-  const ensemble = state.ensemble
-    ? DynamicsEnsemble.fromWeights(state.ensemble, { config: config.ensemble })
-    : new DynamicsEnsemble({ obsDim, actDim, rng: new Rng(config.seed, 2), config: config.ensemble });
-  const horizon = config.imaginedHorizon ?? config.maxEpisodeSteps ?? env.maxEpisodeSteps;
+  const { state, rng, policy, ensemble, horizon } = startModelBasedPolicyRun('trainMeTrpo', config, env, resume);
   try {
     while (state.envSteps < config.steps) {
       const start = performance.now();
@@ -361,10 +280,7 @@ export async function trainMeTrpo(config: MeTrpoConfig, env: Env, hooks: MeTrpoH
       }
 
       // 3. Policy phase in the model.
-      const normalizer = new RunningNormalizer({ dim: obsDim });
-      const data = bufferFitData(state.buffer);
-      normalizer.updateBatch(data.obs, data.n);
-      policy.setObsNormalization(normalizer.mean, normalizer.std);
+      normalizePolicyOnBuffer(policy, state.buffer);
       if (config.resetLogStd) resetLogStd(policy, config.policy.initLogStd);
       const phase = await policyPhase(config, policy, state.ensemble as EnsembleWeights, Float64Array.from(state.startStates), horizon, task, rng, log);
       state.policy = policy.getWeights();
@@ -498,24 +414,6 @@ export async function modelReturn(modelEnv: ModelEnv, policy: GaussianMlpPolicy,
     obs = r.obs;
   }
   return Number.isFinite(total) ? total / n : -Infinity;
-}
-
-/** Adds a batch's transitions to the replay buffer and records its episodes' start states. */
-export function addToBuffer(state: { buffer: ReplayBuffer; startStates: number[] }, batch: SampleBatch): void {
-  const D = batch.obsDim;
-  const A = batch.actDim;
-  for (let i = 0; i < batch.size; i++) {
-    const obs = batch.obs.subarray(i * D, (i + 1) * D);
-    if (batch.timesteps[i] === 0) for (let d = 0; d < D; d++) state.startStates.push(obs[d]);
-    state.buffer.add({
-      obs,
-      action: batch.actions.subarray(i * A, (i + 1) * A),
-      reward: batch.rewards[i],
-      nextObs: batch.nextObs.subarray(i * D, (i + 1) * D),
-      terminated: batch.terminated[i] === 1,
-      truncated: batch.truncated[i] === 1,
-    });
-  }
 }
 
 /** Sets a parameter-mode policy's log σ to `value` in every dimension. */
