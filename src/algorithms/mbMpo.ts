@@ -38,7 +38,7 @@ import { selectMembers, type EnsembleWeights } from '../models/types.js';
 import type { GaussianMlpPolicy } from '../policies/gaussianMlpPolicy.js';
 import { LinearFeatureBaseline } from '../policies/linearFeatureBaseline.js';
 import { refitKeepingLastGood } from './mbrl.js';
-import { addToBuffer, makeModelBasedPolicyConfig, normalizePolicyOnBuffer, startModelBasedPolicyRun, type ModelBasedPolicyOverrides, type ModelBasedPolicyState } from './modelBasedPolicy.js';
+import { addToBuffer, imaginedStateBounds, makeModelBasedPolicyConfig, normalizePolicyOnBuffer, startModelBasedPolicyRun, type ModelBasedPolicyOverrides, type ModelBasedPolicyState } from './modelBasedPolicy.js';
 import { adaptParams, innerGradient, metaKl, metaObjective, type MetaGradientMode, type MetaTask, type PolicySamples } from './metaGradient.js';
 import { ModelRolloutSource, meanActionSampler } from './modelRollouts.js';
 import { collectRollouts, concatBatches, EnvRolloutSource, gae, meanOrNull, readFlat, standardize, type SampleBatch } from './policyGradient.js';
@@ -70,6 +70,12 @@ export interface MbMpoConfig extends TrustRegionConfig {
   trajectoriesPerTask: number;
   /** Imagined trajectory length T; null: the task's time limit. */
   imaginedHorizon: number | null;
+  /**
+   * Imagined rollouts end (counted as diverged) when a state leaves the range of the real states
+   * seen so far widened by this fraction of it on each side; null (default): only non-finite or
+   * |x| ≥ 1e6 states end them.
+   */
+  stateBoundMargin: number | null;
   /** Meta (outer TRPO) steps after each refit. Default 30. */
   metaStepsPerIteration: number;
   /** Discount γ. Default 0.99. */
@@ -98,6 +104,7 @@ export const MB_MPO_DEFAULTS = {
   metaGradient: 'exact',
   trajectoriesPerTask: 20,
   imaginedHorizon: null,
+  stateBoundMargin: null,
   metaStepsPerIteration: 30,
   gamma: 0.99,
   gaeLambda: 1,
@@ -301,7 +308,7 @@ export async function trainMbMpo(config: MbMpoConfig, env: Env, hooks: MbMpoHook
         if (state.ensemble !== null) {
           const k = (state.iteration + e) % K;
           predictor = await OrtEnsemblePredictor.create(selectMembers(state.ensemble, [k]), { intraOpThreads: 1 });
-          const src = new ModelRolloutSource(new ModelEnv(predictor, { task, rng: rng.fork() }), { numEnvs: config.trajectoriesPerTask, horizon, startStates: state.startStates, rng: rng.fork() });
+          const src = new ModelRolloutSource(new ModelEnv(predictor, { task, rng: rng.fork() }), { numEnvs: config.trajectoriesPerTask, horizon, startStates: state.startStates, rng: rng.fork(), stateBounds: imaginedStateBounds(config, state.buffer) });
           const pre = await collectRollouts(src, policy, rng, { episodes: config.trajectoriesPerTask });
           const samples = samplesOf(policy, pre, taskAdvantages(pre, config.gamma, config.gaeLambda));
           actor = adaptedPolicy(policy, samples, config.innerStepSize);
@@ -337,8 +344,9 @@ export async function trainMbMpo(config: MbMpoConfig, env: Env, hooks: MbMpoHook
       let diverged = 0;
       try {
         const starts = Float64Array.from(state.startStates);
+        const stateBounds = imaginedStateBounds(config, state.buffer);
         const sources = predictors.map(
-          (p) => new ModelRolloutSource(new ModelEnv(p, { task, rng: rng.fork() }), { numEnvs: config.trajectoriesPerTask, horizon, startStates: starts, rng: rng.fork() }),
+          (p) => new ModelRolloutSource(new ModelEnv(p, { task, rng: rng.fork() }), { numEnvs: config.trajectoriesPerTask, horizon, startStates: starts, rng: rng.fork(), stateBounds }),
         );
         for (let m = 0; m < config.metaStepsPerIteration; m++) {
           const t0 = performance.now();

@@ -32,7 +32,7 @@ import { selectMembers, type EnsembleWeights } from '../models/types.js';
 import type { GaussianMlpPolicy } from '../policies/gaussianMlpPolicy.js';
 import { LinearFeatureBaseline } from '../policies/linearFeatureBaseline.js';
 import { refitKeepingLastGood } from './mbrl.js';
-import { addToBuffer, makeModelBasedPolicyConfig, normalizePolicyOnBuffer, startModelBasedPolicyRun, type ModelBasedPolicyOverrides, type ModelBasedPolicyState } from './modelBasedPolicy.js';
+import { addToBuffer, imaginedStateBounds, makeModelBasedPolicyConfig, normalizePolicyOnBuffer, startModelBasedPolicyRun, type ModelBasedPolicyOverrides, type ModelBasedPolicyState } from './modelBasedPolicy.js';
 import { ModelRolloutSource, meanActionSampler } from './modelRollouts.js';
 import { collectRollouts, EnvRolloutSource, meanOrNull, standardize } from './policyGradient.js';
 import { TRUST_REGION_DEFAULTS, advantagesOf, checkBool, checkInt, checkUnit, meanLogStd, trpoStep, type PolicyArchitecture, type TrustRegionConfig } from './trpo.js';
@@ -63,6 +63,12 @@ export interface MeTrpoConfig extends TrustRegionConfig {
   imaginedEnvs: number;
   /** Imagined episode length T; null: the task's time limit. */
   imaginedHorizon: number | null;
+  /**
+   * Imagined rollouts end (counted as diverged) when a state leaves the range of the real states
+   * seen so far widened by this fraction of it on each side; null (default): only non-finite or
+   * |x| ≥ 1e6 states end them.
+   */
+  stateBoundMargin: number | null;
   /** Discount γ. Default 0.99 (the original uses 1 with T = 100). */
   gamma: number;
   /** GAE λ. Default 1 (rllab's Monte-Carlo advantages, as the original). */
@@ -104,6 +110,7 @@ export const ME_TRPO_DEFAULTS = {
   imaginedSteps: 50_000,
   imaginedEnvs: 50,
   imaginedHorizon: null,
+  stateBoundMargin: null,
   gamma: 0.99,
   gaeLambda: 1,
   maxPolicyIterations: 100,
@@ -282,7 +289,7 @@ export async function trainMeTrpo(config: MeTrpoConfig, env: Env, hooks: MeTrpoH
       // 3. Policy phase in the model.
       normalizePolicyOnBuffer(policy, state.buffer);
       if (config.resetLogStd) resetLogStd(policy, config.policy.initLogStd);
-      const phase = await policyPhase(config, policy, state.ensemble as EnsembleWeights, Float64Array.from(state.startStates), horizon, task, rng, log);
+      const phase = await policyPhase(config, policy, state.ensemble as EnsembleWeights, Float64Array.from(state.startStates), horizon, task, rng, log, imaginedStateBounds(config, state.buffer));
       state.policy = policy.getWeights();
 
       // 4. Evaluate the deterministic policy on the real system.
@@ -331,6 +338,7 @@ async function policyPhase(
   task: ReturnType<typeof envSpec>['task'],
   rng: Rng,
   log: (line: string) => void,
+  stateBounds?: { low: Float64Array; high: Float64Array },
 ): Promise<{ iterations: number; improvedFractions: number[]; stopReason: 'validation' | 'maxPolicyIterations'; diverged: number }> {
   const K = weights.spec.numMembers;
   const all = await OrtEnsemblePredictor.create(weights, { intraOpThreads: 1 });
@@ -342,6 +350,7 @@ async function policyPhase(
       horizon,
       startStates,
       rng: rng.fork(),
+      stateBounds,
     });
     // Validation start states: a fixed draw for the whole phase, so returns compare like with like.
     const D = policy.obsDim;

@@ -15,6 +15,7 @@ import { makeEnsembleFitConfig, type EnsembleFitConfig } from '../models/trainer
 import type { EnsembleWeights } from '../models/types.js';
 import { GaussianMlpPolicy, makePolicySpec, type GaussianMlpPolicySpec, type PolicyWeights } from '../policies/gaussianMlpPolicy.js';
 import { bufferFitData } from './mbrl.js';
+import { stateBoundsOf } from './modelRollouts.js';
 import type { SampleBatch } from './policyGradient.js';
 import { checkInt, checkPolicyArchitecture, checkTrustRegionConfig, checkUnit, rejectUnknownKeys, type PolicyArchitecture, type TrustRegionConfig } from './trpo.js';
 
@@ -31,6 +32,12 @@ export interface ModelBasedPolicyConfig extends TrustRegionConfig {
   policy: PolicyArchitecture;
   /** Imagined episode length T; null: the task's time limit. */
   imaginedHorizon: number | null;
+  /**
+   * Imagined rollouts end (counted as diverged) when a state leaves the range of the real states
+   * in the buffer widened by this fraction of that range on each side; null: only non-finite or
+   * huge (|x| ≥ 1e6) states end them. Default null.
+   */
+  stateBoundMargin: number | null;
   gamma: number;
   gaeLambda: number;
   evalEpisodes: number;
@@ -78,6 +85,9 @@ export function makeModelBasedPolicyConfig<C extends ModelBasedPolicyConfig>(
   checkPolicyArchitecture(where, c.policy);
   checkTrustRegionConfig(where, c);
   if (c.imaginedHorizon !== null) checkInt(where, 'imaginedHorizon', c.imaginedHorizon, 1);
+  if (c.stateBoundMargin !== null && !(typeof c.stateBoundMargin === 'number' && c.stateBoundMargin >= 0)) {
+    throw new ValidationError(where, 'stateBoundMargin', `expected null or a number ≥ 0, got ${describe(c.stateBoundMargin)}`);
+  }
   checkUnit(where, 'gamma', c.gamma);
   checkUnit(where, 'gaeLambda', c.gaeLambda);
   checkInt(where, 'evalEpisodes', c.evalEpisodes, 0);
@@ -177,4 +187,10 @@ export function normalizePolicyOnBuffer(policy: GaussianMlpPolicy, buffer: Repla
   const data = bufferFitData(buffer);
   normalizer.updateBatch(data.obs, data.n);
   policy.setObsNormalization(normalizer.mean, normalizer.std);
+}
+
+/** The plausible-state bounds of `config.stateBoundMargin` over the buffer's states, or undefined when it is null. */
+export function imaginedStateBounds(config: ModelBasedPolicyConfig, buffer: ReplayBuffer): { low: Float64Array; high: Float64Array } | undefined {
+  if (config.stateBoundMargin === null || buffer.size === 0) return undefined;
+  return stateBoundsOf(bufferFitData(buffer).nextObs, buffer.obsDim, config.stateBoundMargin);
 }

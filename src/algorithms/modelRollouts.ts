@@ -17,6 +17,11 @@ export interface ModelRolloutSourceOptions {
   startStates: ArrayLike<number>;
   /** Draws the start states. */
   rng: Rng;
+  /**
+   * Per-dimension bounds of a plausible state (e.g. `stateBoundsOf` of the real data): a row whose
+   * predicted state leaves them ends as diverged. Default: only non-finite or |x| ≥ 1e6 does.
+   */
+  stateBounds?: { low: ArrayLike<number>; high: ArrayLike<number> };
 }
 
 /** Largest |state| entry an imagined rollout may reach before it counts as diverged. */
@@ -51,6 +56,8 @@ export class ModelRolloutSource implements RolloutSource {
   readonly #truncated: Uint8Array;
   readonly #timesteps: Float64Array;
   readonly #returns: Float64Array;
+  readonly #low: Float64Array;
+  readonly #high: Float64Array;
 
   /**
    * @throws ValidationError for a bad count, horizon or start-state array
@@ -72,6 +79,17 @@ export class ModelRolloutSource implements RolloutSource {
     this.#starts = startStates;
     this.#numStarts = startStates.length / D;
     this.#rng = options.rng;
+    this.#low = new Float64Array(D).fill(-DIVERGED);
+    this.#high = new Float64Array(D).fill(DIVERGED);
+    if (options.stateBounds) {
+      const { low, high } = options.stateBounds;
+      if (low.length !== D || high.length !== D) throw new ValidationError(where, 'stateBounds', `expected low and high of length obsDim ${D}, got ${low.length} and ${high.length}`);
+      for (let d = 0; d < D; d++) {
+        if (!(low[d] <= high[d])) throw new ValidationError(where, `stateBounds[${d}]`, `expected low ≤ high, got ${low[d]} > ${high[d]}`);
+        this.#low[d] = Math.max(-DIVERGED, low[d]);
+        this.#high[d] = Math.min(DIVERGED, high[d]);
+      }
+    }
     this.#obs = new Float64Array(numEnvs * D);
     this.#nextObs = new Float64Array(numEnvs * D);
     this.#rewards = new Float64Array(numEnvs);
@@ -104,7 +122,7 @@ export class ModelRolloutSource implements RolloutSource {
       let bad = false;
       for (let d = 0; d < D; d++) {
         const x = r.obs[i * D + d];
-        if (!(Math.abs(x) < DIVERGED)) bad = true;
+        if (!(x > this.#low[d] && x < this.#high[d])) bad = true;
       }
       const reward = r.rewards[i];
       if (bad || !Number.isFinite(reward)) {
@@ -145,6 +163,35 @@ export class ModelRolloutSource implements RolloutSource {
     const s = this.#numStarts === 1 ? 0 : this.#rng.int(this.#numStarts);
     for (let d = 0; d < D; d++) into[row * D + d] = this.#starts[s * D + d];
   }
+}
+
+/**
+ * The range of the states in `obs` (row-major, `obsDim` per row) widened by `margin` times its
+ * width on each side: where imagined states stop being plausible. A model that leaves the region
+ * its data cover extrapolates freely (a deterministic HalfCheetah model reached joint velocities of
+ * several hundred, returns of −10⁵ per 100 steps); ending such rollouts keeps their garbage out of
+ * the policy gradient.
+ * @param margin fraction of each dimension's data range added on both sides (≥ 0)
+ */
+export function stateBoundsOf(obs: ArrayLike<number>, obsDim: number, margin: number): { low: Float64Array; high: Float64Array } {
+  if (!(margin >= 0)) throw new ValidationError('stateBoundsOf', 'margin', `expected a number ≥ 0, got ${describe(margin)}`);
+  if (obs.length === 0 || obs.length % obsDim !== 0) throw new ValidationError('stateBoundsOf', 'obs', `expected a non-empty array of rows of obsDim ${obsDim}, got length ${obs.length}`);
+  const low = new Float64Array(obsDim).fill(Infinity);
+  const high = new Float64Array(obsDim).fill(-Infinity);
+  for (let i = 0; i < obs.length; i += obsDim) {
+    for (let d = 0; d < obsDim; d++) {
+      const x = obs[i + d];
+      if (x < low[d]) low[d] = x;
+      if (x > high[d]) high[d] = x;
+    }
+  }
+  for (let d = 0; d < obsDim; d++) {
+    // A constant dimension still gets a little room: 1e-6 of its magnitude, at least 1e-6.
+    const w = Math.max(high[d] - low[d], 1e-6 * Math.max(1, Math.abs(high[d])));
+    low[d] -= margin * w;
+    high[d] += margin * w;
+  }
+  return { low, high };
 }
 
 /**
