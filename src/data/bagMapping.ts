@@ -173,6 +173,19 @@ function parseEntry(e: unknown, where: string, key: string): BagField {
     throw new ValidationError(where, key, `expected "/topic: package/msg/Type.field" (or { topic, field }), got ${describe(e)}`);
   }
   if (!topic.startsWith('/')) throw new ValidationError(where, key, `expected a topic name starting with "/", got ${JSON.stringify(topic)}`);
+  return parseFieldSpec(topic, spec, where, key);
+}
+
+/**
+ * Parses one field in the mapping syntax, `package/msg/Type.path` (e.g.
+ * `sensor_msgs/msg/JointState.position[0..5]`), read from `topic`. The control node's sensor and
+ * action mappings use the same syntax (`src/node/config.ts`).
+ * @param where names the source in errors, e.g. the config file
+ * @param key the entry's key in that source, e.g. `sensors[0].fields[1]`
+ * @throws ValidationError naming `key`, the text and what was expected
+ * @example parseFieldSpec('/cmd_vel', 'geometry_msgs/msg/Twist.linear.x', 'node.yaml', 'action.fields[0]')
+ */
+export function parseFieldSpec(topic: string, spec: string, where: string, key: string): BagField {
   const dot = spec.indexOf('.');
   const type = dot < 0 ? '' : spec.slice(0, dot);
   if (!/^[A-Za-z_][\w]*\/(msg\/)?[A-Za-z_]\w*$/.test(type)) {
@@ -196,4 +209,93 @@ function parseEntry(e: unknown, where: string, key: string): BagField {
     return step;
   });
   return { topic, type, path, text: `${topic}: ${spec}` };
+}
+
+/** Why `extractField` could not take a field's values from a message. */
+export interface FieldProblem {
+  /**
+   * `missing`: a field on the path is absent; `notArray`: an indexed field is not an array;
+   * `range`: an index is past the array's end; `notNumber`: a value is not a number, 64-bit
+   * integer or boolean; `nonFinite`: a value is NaN or ±Infinity.
+   */
+  kind: 'missing' | 'notArray' | 'range' | 'notNumber' | 'nonFinite';
+  /** What was found and what was expected, e.g. `"position" has 2 entries; index 5 is out of range`. */
+  message: string;
+}
+
+/**
+ * Appends the numbers `field` selects in `msg` to `out`: numbers as they are, 64-bit integers
+ * converted to float, booleans as 0/1; a whole numeric array contributes every entry.
+ * Stops at the first problem and returns it (values appended before it stay in `out`), so a
+ * caller that drops bad messages need not catch exceptions.
+ * @example
+ * const out: number[] = [];
+ * const problem = extractField(jointState, field, out); // field: /js: sensor_msgs/msg/JointState.position[0..1]
+ * if (problem) console.warn(problem.message); else use(out); // out: [q0, q1]
+ */
+export function extractField(msg: unknown, field: BagField, out: number[]): FieldProblem | undefined {
+  let cur: unknown = msg;
+  for (let s = 0; s < field.path.length; s++) {
+    const step = field.path[s];
+    if (cur === null || typeof cur !== 'object' || ArrayBuffer.isView(cur) || Array.isArray(cur) || !(step.name in (cur as object))) {
+      const have = cur !== null && typeof cur === 'object' && !Array.isArray(cur) && !ArrayBuffer.isView(cur) ? `; fields: ${Object.keys(cur).join(', ')}` : '';
+      return { kind: 'missing', message: `no field "${step.name}" at ${field.path.slice(0, s).map((p) => p.name).join('.') || 'the message root'}${have}` };
+    }
+    cur = (cur as Record<string, unknown>)[step.name];
+    if (step.index !== undefined || step.range) {
+      if (!isNumericArrayLike(cur)) return { kind: 'notArray', message: `"${step.name}" is ${describe(cur)}, not an array` };
+      const [a, b] = step.range ?? [step.index as number, step.index as number];
+      if (b >= cur.length) return { kind: 'range', message: `"${step.name}" has ${cur.length} entries; index ${b} is out of range` };
+      if (step.range) {
+        for (let i = a; i <= b; i++) {
+          const problem = pushNumber(cur[i], out);
+          if (problem) return problem;
+        }
+        return undefined;
+      }
+      cur = cur[a];
+    }
+  }
+  if (isNumericArrayLike(cur)) {
+    for (let i = 0; i < cur.length; i++) {
+      const problem = pushNumber(cur[i], out);
+      if (problem) return problem;
+    }
+    return undefined;
+  }
+  return pushNumber(cur, out);
+}
+
+/**
+ * `header.stamp` as integer nanoseconds, or undefined when the message has no header stamp.
+ * @example headerStampNs({ header: { stamp: { sec: 2, nanosec: 5 }, frame_id: '' } }) // 2_000_000_005n
+ */
+export function headerStampNs(msg: unknown): bigint | undefined {
+  if (msg === null || typeof msg !== 'object') return undefined;
+  const h = (msg as { header?: { stamp?: { sec?: unknown; nanosec?: unknown } } }).header;
+  const s = h?.stamp;
+  if (s === undefined || s === null || typeof s.sec !== 'number' || typeof s.nanosec !== 'number') return undefined;
+  if (!Number.isInteger(s.sec) || !Number.isInteger(s.nanosec)) return undefined;
+  return BigInt(s.sec) * 1_000_000_000n + BigInt(s.nanosec);
+}
+
+function isNumericArrayLike(v: unknown): v is ArrayLike<unknown> {
+  return Array.isArray(v) || (ArrayBuffer.isView(v) && !(v instanceof DataView));
+}
+
+function pushNumber(v: unknown, out: number[]): FieldProblem | undefined {
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v)) return { kind: 'nonFinite', message: `expected a finite number, got ${describe(v)}` };
+    out.push(v);
+    return undefined;
+  }
+  if (typeof v === 'bigint') {
+    out.push(Number(v));
+    return undefined;
+  }
+  if (typeof v === 'boolean') {
+    out.push(v ? 1 : 0);
+    return undefined;
+  }
+  return { kind: 'notNumber', message: `expected a number, got ${describe(v)}${v !== null && typeof v === 'object' ? ` with fields ${Object.keys(v).join(', ')}` : ''}` };
 }

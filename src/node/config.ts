@@ -1,0 +1,639 @@
+/**
+ * The control node's configuration: one YAML file, validated when the node starts (zod schema,
+ * then the checks that span keys), every error naming the key path, the bad value and what was
+ * expected. Defaults are filled in, sensor and action fields parsed, and the field paths of the
+ * common ROS 2 messages checked against their definitions, so a typo stops the node at start
+ * instead of showing up as dropped messages.
+ *
+ * ```yaml
+ * transport: { kind: mqtt, url: mqtt://localhost:1883, topicPrefix: robot1 }
+ * controlPeriodMs: 50
+ * resample: latest                        # latest | linear (see assembleState)
+ * sensors:
+ *   - topic: /joint_states
+ *     type: sensor_msgs/msg/JointState
+ *     fields:                           # a block list: YAML does not allow [ ] inside [a, b]
+ *       - position[0..1]                  # or sensor_msgs/msg/JointState.position[0..1]
+ *       - velocity[0..1]
+ *     maxAgeMs: 100
+ * action:
+ *   topic: /cmd_vel
+ *   type: geometry_msgs/msg/Twist
+ *   fields: [linear.x, angular.z]         # one action dimension each; "data[0..1]" gives two
+ * actionBounds: { low: [-0.5, -1], high: [0.5, 1] }
+ * safety:
+ *   safeAction: [0, 0]
+ *   maxRatePerSec: [1, 4]                 # or one number for every dimension
+ *   watchdogTimeoutMs: 250
+ *   estop: { topic: /estop }              # std_msgs/msg/Bool .data: true stops, false clears
+ * reward: { kind: task, task: Pendulum-v1 }
+ * controller: { kind: planner }
+ * algorithm: { kind: pets, overrides: { planner: { kind: cem, horizon: 20 } } }
+ * learner: { refitEveryTransitions: 1000, refitEverySec: 300 }
+ * checkpointDir: ./checkpoints
+ * ```
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { NOMINAL_PHYSICS, type PhysicsParams } from '../core/env.js';
+import { ValidationError, describe } from '../core/errors.js';
+import { fieldWidth, parseFieldSpec, type BagField, type ResampleRule } from '../data/bagMapping.js';
+import { ENV_IDS } from '../envs/registry.js';
+import type { SafetyConfig } from '../pipeline/safetyFilter.js';
+import { resolveFieldPath } from '../pipeline/resolveFieldPath.js';
+import type { ActionSpec } from '../pipeline/toActionMessage.js';
+import type { SensorSpec } from '../pipeline/validateMessages.js';
+
+/** How the node reaches the robot (or the simulator standing in for it). */
+export type TransportConfig =
+  | {
+      kind: 'sim';
+      /** The built-in task simulated, e.g. `Pendulum-v1`. */
+      env: string;
+      /** The simulator's physical variant (sim-to-real); the rest nominal. Default `{}`. */
+      physics: Partial<PhysicsParams>;
+      /** Seeds the simulator. Default 0. */
+      seed: number;
+      /** Where the MuJoCo tasks' MJCF files are; relative to the config file. Default: the environment's. */
+      mjcfDir?: string;
+    }
+  | {
+      kind: 'mqtt';
+      /** The broker, `mqtt://`, `mqtts://`, `ws://` or `wss://`. */
+      url: string;
+      /** Default `mbrl-node`. */
+      clientId: string;
+      /** Prepended to every topic (`robot1` + `/joint_states` → `robot1/joint_states`). Default `''`. */
+      topicPrefix: string;
+      /** MQTT QoS of publishes and subscriptions. Default 1. */
+      qos: 0 | 1 | 2;
+      username?: string;
+      /** The environment variable holding the password (kept out of the config file). */
+      passwordEnv?: string;
+    }
+  | {
+      kind: 'ros2';
+      /** Default `mbrl_node`. */
+      nodeName: string;
+      /** Default `/`. */
+      namespace: string;
+    }
+  | {
+      kind: 'dds';
+      /** The DDS / ROS domain id, 0–232. Default 0 (or as ROS_DOMAIN_ID says, read by the transport). */
+      domainId: number;
+    };
+
+/** One sensor topic: its fields enter the observation in order. */
+export interface SensorConfig extends SensorSpec {
+  fields: BagField[];
+  /** `sensorData` (default: best effort, which also receives from reliable publishers) or `default` (reliable). */
+  qos: 'sensorData' | 'default';
+}
+
+/** The command topic and how the action vector maps onto its message. */
+export interface ActionConfig extends ActionSpec {
+  topic: string;
+  fields: BagField[];
+  /** Default `default` (reliable). */
+  qos: 'sensorData' | 'default';
+}
+
+/** The reward of the transitions the learner gets. */
+export type RewardConfig =
+  | {
+      kind: 'task';
+      /** A built-in task whose known reward r(s, a, s') applies (its observation layout must match the sensors'). */
+      task: string;
+    }
+  | {
+      kind: 'topic';
+      /** A topic the robot publishes its reward on, one number (e.g. std_msgs/msg/Float64.data). */
+      topic: string;
+      type: string;
+      field: BagField;
+    };
+
+/** What turns the state into an action at each tick. */
+export type ControllerConfig =
+  | {
+      kind: 'planner';
+      /** Plan with the learned ensemble (PETS); a saved run to start from, relative to the config file. */
+      checkpoint?: string;
+      /** Before the first model exists: uniform random actions within the bounds (PETS's warm-up), or the safe action. Default `random`. */
+      beforeFirstModel: 'random' | 'safeAction';
+    }
+  | {
+      kind: 'onnx';
+      /** An exported policy (`mbrl export`), relative to the config file. */
+      model: string;
+      /** onnxruntime intra-op threads. Default: onnxruntime's. */
+      threads?: number;
+    }
+  | {
+      kind: 'learnedPolicy';
+      /** The policy ME-TRPO or MB-MPO trains, updated on promotion; a saved run to start from. */
+      checkpoint?: string;
+      /** Act with the policy's mean (default true) rather than sampling. */
+      deterministic: boolean;
+    };
+
+/** The model-based algorithm the learner runs. */
+export interface AlgorithmSelection {
+  kind: 'pets' | 'me-trpo' | 'mb-mpo';
+  /** Passed to the algorithm's `makePetsConfig` / `makeMeTrpoConfig` / `makeMbMpoConfig`, which check them. Default `{}`. */
+  overrides: Record<string, unknown>;
+}
+
+/** When and how the learner refits and promotes. */
+export interface LearnerConfig {
+  /** Refit after this many new transitions; null: not by count. Default 1000. */
+  refitEveryTransitions: number | null;
+  /** Refit after this many seconds; null: not by time. Default 300. Whichever comes first. */
+  refitEverySec: number | null;
+  /** A refitted model or policy replaces the running one only if its imagined mean return beats the running one's by at least this (return units). Default 0. */
+  promotionMargin: number;
+  /** Imagined episodes each candidate is evaluated on before promotion. Default 5. */
+  imaginedEvalEpisodes: number;
+  /** A refit running longer than this is abandoned (the controller keeps the running model), seconds. Default 600. */
+  timeoutSec: number;
+}
+
+/** The node's replay buffer. */
+export interface BufferConfig {
+  /** Transitions held. Default 1,000,000. */
+  capacity: number;
+  /** Transitions per saved segment (`bufferStore`), at most `capacity`. Default 10,000. */
+  segmentSize: number;
+}
+
+/** A validated node configuration, defaults filled in. */
+export interface NodeConfig {
+  transport: TransportConfig;
+  /** The control period, milliseconds (one state, one action, one transition per period). */
+  controlPeriodMs: number;
+  /** How the state is assembled from the sensors (`assembleState`). Default `latest`. */
+  resample: ResampleRule;
+  sensors: SensorConfig[];
+  action: ActionConfig;
+  actionBounds: { low: number[]; high: number[] };
+  /** The safety filter's settings; `watchdogTimeoutMs` defaults to 5 control periods, `onControllerError` to `safeAction`. */
+  safety: SafetyConfig & { safeAction: number[]; maxRatePerSec?: number[] };
+  reward: RewardConfig;
+  controller: ControllerConfig;
+  algorithm: AlgorithmSelection;
+  learner: LearnerConfig;
+  /** Where runs, models and the buffer are saved; relative to the config file. */
+  checkpointDir: string;
+  buffer: BufferConfig;
+  /** The action's length (derived from `action.fields`). */
+  actDim: number;
+  /** The observation's length, or null when a whole variable-length array is mapped (the first message fixes it). */
+  obsDim: number | null;
+}
+
+/** The defaults of the optional keys. */
+export const NODE_CONFIG_DEFAULTS = {
+  resample: 'latest',
+  sensorQos: 'sensorData',
+  actionQos: 'default',
+  /** Control periods. */
+  watchdogPeriods: 5,
+  onControllerError: 'safeAction',
+  estopType: 'std_msgs/msg/Bool',
+  estopField: 'data',
+  learner: { refitEveryTransitions: 1000, refitEverySec: 300, promotionMargin: 0, imaginedEvalEpisodes: 5, timeoutSec: 600 },
+  buffer: { capacity: 1_000_000, segmentSize: 10_000 },
+  mqtt: { clientId: 'mbrl-node', topicPrefix: '', qos: 1 },
+  ros2: { nodeName: 'mbrl_node', namespace: '/' },
+} as const;
+
+// ---------------------------------------------------------------------------------------------
+// Shape: the zod schema. Cross-key rules (lengths, bounds, field paths) come after it.
+
+const TOPIC = z.string().regex(/^(\/[A-Za-z_][A-Za-z0-9_]*)+$/, 'expected an absolute ROS 2 topic name such as /joint_states');
+const MSG_TYPE = z.string().regex(/^[A-Za-z_]\w*\/msg\/[A-Za-z_]\w*$/, 'expected a message type package/msg/Type, e.g. sensor_msgs/msg/JointState');
+const FINITE = z.number().refine(Number.isFinite, 'expected a finite number');
+const POSITIVE = z.number().positive().refine(Number.isFinite, 'expected a finite number');
+const COUNT = z.int().positive();
+const QOS = z.enum(['sensorData', 'default']);
+const PATH = z.string().min(1);
+
+const PHYSICS = z.strictObject(Object.fromEntries(Object.keys(NOMINAL_PHYSICS).map((k) => [k, FINITE.optional()])) as Record<keyof PhysicsParams, z.ZodOptional<typeof FINITE>>);
+
+const TRANSPORT = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('sim'), env: z.string(), physics: PHYSICS.default({}), seed: z.int().min(0).default(0), mjcfDir: PATH.optional() }),
+  z.strictObject({
+    kind: z.literal('mqtt'),
+    url: z.string().regex(/^(mqtts?|wss?|tcp):\/\/[^\s/]+/, 'expected a broker URL such as mqtt://localhost:1883 (mqtt, mqtts, ws, wss or tcp)'),
+    clientId: z.string().min(1).default(NODE_CONFIG_DEFAULTS.mqtt.clientId),
+    topicPrefix: z.string().regex(/^[^#+]*$/, 'expected a topic prefix without MQTT wildcards (# +)').default(NODE_CONFIG_DEFAULTS.mqtt.topicPrefix),
+    qos: z.union([z.literal(0), z.literal(1), z.literal(2)], { error: 'expected an MQTT QoS: 0, 1 or 2' }).default(NODE_CONFIG_DEFAULTS.mqtt.qos),
+    username: z.string().optional(),
+    passwordEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected the name of an environment variable').optional(),
+  }),
+  z.strictObject({
+    kind: z.literal('ros2'),
+    nodeName: z.string().regex(/^[A-Za-z][A-Za-z0-9_]*$/, 'expected a ROS 2 node name: a letter, then letters, digits or _').default(NODE_CONFIG_DEFAULTS.ros2.nodeName),
+    namespace: z.string().regex(/^\/([A-Za-z][A-Za-z0-9_]*(\/[A-Za-z][A-Za-z0-9_]*)*)?$/, 'expected a ROS 2 namespace such as / or /robot1').default(NODE_CONFIG_DEFAULTS.ros2.namespace),
+  }),
+  z.strictObject({ kind: z.literal('dds'), domainId: z.int().min(0).max(232).default(0) }),
+]);
+
+const SENSOR = z.strictObject({
+  topic: TOPIC,
+  type: MSG_TYPE,
+  fields: z.array(z.string()).min(1),
+  maxAgeMs: POSITIVE.optional(),
+  qos: QOS.default(NODE_CONFIG_DEFAULTS.sensorQos),
+});
+
+const SCHEMA = z.strictObject({
+  transport: TRANSPORT,
+  controlPeriodMs: POSITIVE,
+  resample: z.enum(['latest', 'linear']).default(NODE_CONFIG_DEFAULTS.resample),
+  sensors: z.array(SENSOR).min(1),
+  action: z.strictObject({ topic: TOPIC, type: MSG_TYPE, fields: z.array(z.string()).min(1), qos: QOS.default(NODE_CONFIG_DEFAULTS.actionQos) }),
+  actionBounds: z.strictObject({ low: z.array(FINITE).min(1), high: z.array(FINITE).min(1) }),
+  safety: z.strictObject({
+    safeAction: z.array(FINITE).min(1),
+    maxRatePerSec: z.union([POSITIVE, z.array(POSITIVE)], { error: 'expected a positive number (units per second) or a list of them, one per action dimension' }).optional(),
+    watchdogTimeoutMs: POSITIVE.optional(),
+    estop: z.strictObject({ topic: TOPIC, type: MSG_TYPE.default(NODE_CONFIG_DEFAULTS.estopType), field: z.string().default(NODE_CONFIG_DEFAULTS.estopField) }).optional(),
+    onControllerError: z.enum(['safeAction', 'holdLast', 'stop']).default(NODE_CONFIG_DEFAULTS.onControllerError),
+  }),
+  reward: z.discriminatedUnion('kind', [
+    z.strictObject({ kind: z.literal('task'), task: z.string() }),
+    z.strictObject({ kind: z.literal('topic'), topic: TOPIC, type: MSG_TYPE.default('std_msgs/msg/Float64'), field: z.string().default('data') }),
+  ]),
+  controller: z.discriminatedUnion('kind', [
+    z.strictObject({ kind: z.literal('planner'), checkpoint: PATH.optional(), beforeFirstModel: z.enum(['random', 'safeAction']).default('random') }),
+    z.strictObject({ kind: z.literal('onnx'), model: PATH, threads: COUNT.optional() }),
+    z.strictObject({ kind: z.literal('learnedPolicy'), checkpoint: PATH.optional(), deterministic: z.boolean().default(true) }),
+  ]),
+  algorithm: z.strictObject({ kind: z.enum(['pets', 'me-trpo', 'mb-mpo']), overrides: z.record(z.string(), z.unknown()).default({}) }),
+  learner: z
+    .strictObject({
+      refitEveryTransitions: COUNT.nullable().default(NODE_CONFIG_DEFAULTS.learner.refitEveryTransitions),
+      refitEverySec: POSITIVE.nullable().default(NODE_CONFIG_DEFAULTS.learner.refitEverySec),
+      promotionMargin: FINITE.default(NODE_CONFIG_DEFAULTS.learner.promotionMargin),
+      imaginedEvalEpisodes: COUNT.default(NODE_CONFIG_DEFAULTS.learner.imaginedEvalEpisodes),
+      timeoutSec: POSITIVE.default(NODE_CONFIG_DEFAULTS.learner.timeoutSec),
+    })
+    .default({ ...NODE_CONFIG_DEFAULTS.learner }),
+  checkpointDir: PATH,
+  buffer: z.strictObject({ capacity: COUNT.default(NODE_CONFIG_DEFAULTS.buffer.capacity), segmentSize: COUNT.default(NODE_CONFIG_DEFAULTS.buffer.segmentSize) }).default({ ...NODE_CONFIG_DEFAULTS.buffer }),
+});
+
+type Parsed = z.output<typeof SCHEMA>;
+
+/** One problem found: the key path and what was wrong (value and expectation). */
+interface Problem {
+  key: string;
+  message: string;
+}
+
+/**
+ * Validates a parsed YAML/JSON object as the node's configuration and fills the defaults.
+ * Relative paths are kept as written (`loadNodeConfig` resolves them against the file).
+ * @param where names the source in errors, e.g. the config file
+ * @throws ValidationError naming the first bad key path (`sensors[0].maxAgeMs`), its value and
+ *   what was expected; further problems follow in the same message
+ * @example const config = parseNodeConfig(parseYaml(text), 'robot.yaml');
+ */
+export function parseNodeConfig(obj: unknown, where = 'node config'): NodeConfig {
+  if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) {
+    throw new ValidationError(where, '(root)', `expected a mapping with transport, controlPeriodMs, sensors, action, actionBounds, safety, reward, controller, algorithm, checkpointDir; got ${describe(obj)}`);
+  }
+  const result = SCHEMA.safeParse(obj);
+  if (!result.success) fail(where, result.error.issues.map((issue) => formatIssue(issue, obj)));
+  const problems: Problem[] = [];
+  const config = crossCheck(result.data, where, problems);
+  if (problems.length > 0) fail(where, problems);
+  return config;
+}
+
+/**
+ * Reads, parses and validates a node configuration file (YAML; JSON is YAML too). Relative
+ * paths in it (`checkpointDir`, `controller.model`, `controller.checkpoint`, `transport.mjcfDir`)
+ * are resolved against the file's directory, so the node finds them from any working directory.
+ * @throws ValidationError naming the file, the key path, the value and what was expected
+ * @example const config = loadNodeConfig('config/turtlebot.yaml');
+ */
+export function loadNodeConfig(file: string): NodeConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ValidationError(file, 'file', `cannot read the node config (${err instanceof Error ? err.message : String(err)})`);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new ValidationError(file, 'yaml', `not valid YAML (${err instanceof Error ? err.message : String(err)})`);
+  }
+  const config = parseNodeConfig(raw, file);
+  const base = dirname(resolve(file));
+  const abs = (p: string): string => (isAbsolute(p) ? p : resolve(base, p));
+  config.checkpointDir = abs(config.checkpointDir);
+  if (config.controller.kind === 'onnx') config.controller.model = abs(config.controller.model);
+  else if (config.controller.checkpoint !== undefined) config.controller.checkpoint = abs(config.controller.checkpoint);
+  if (config.transport.kind === 'sim' && config.transport.mjcfDir !== undefined) config.transport.mjcfDir = abs(config.transport.mjcfDir);
+  return config;
+}
+
+/**
+ * The configuration as plain data in the file's form (fields as text, derived keys left out):
+ * what a run saves next to its checkpoints, and what `parseNodeConfig` turns back into an equal
+ * `NodeConfig`.
+ * @example writeFileSync(join(dir, 'node.json'), JSON.stringify(nodeConfigToJson(config), null, 2));
+ */
+export function nodeConfigToJson(config: NodeConfig): Record<string, unknown> {
+  const spec = (f: BagField): string => f.text.slice(f.topic.length + 2);
+  const { estop, ...safety } = config.safety;
+  return {
+    transport: structuredClone(config.transport),
+    controlPeriodMs: config.controlPeriodMs,
+    resample: config.resample,
+    sensors: config.sensors.map((s) => ({ topic: s.topic, type: s.type, fields: s.fields.map(spec), ...(s.maxAgeMs !== undefined ? { maxAgeMs: s.maxAgeMs } : {}), qos: s.qos })),
+    action: { topic: config.action.topic, type: config.action.type, fields: config.action.fields.map(spec), qos: config.action.qos },
+    actionBounds: structuredClone(config.actionBounds),
+    safety: { ...structuredClone(safety), ...(estop ? { estop: { topic: estop.topic, type: estop.type, field: spec(estop.field) } } : {}) },
+    reward: config.reward.kind === 'task' ? { ...config.reward } : { kind: 'topic', topic: config.reward.topic, type: config.reward.type, field: spec(config.reward.field) },
+    controller: { ...config.controller },
+    algorithm: structuredClone(config.algorithm),
+    learner: { ...config.learner },
+    checkpointDir: config.checkpointDir,
+    buffer: { ...config.buffer },
+  };
+}
+
+function fail(where: string, problems: Problem[]): never {
+  const [first, ...rest] = problems;
+  const more = rest.length === 0 ? '' : `; and ${rest.length} more: ${rest.map((p) => `${p.key}: ${p.message}`).join('; ')}`;
+  throw new ValidationError(where, first.key, `${first.message}${more}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rules that span keys.
+
+function crossCheck(c: Parsed, where: string, problems: Problem[]): NodeConfig {
+  const problem = (key: string, message: string): void => {
+    problems.push({ key, message });
+  };
+
+  if (c.transport.kind === 'sim' && !ENV_IDS.includes(c.transport.env)) problem('transport.env', `expected a built-in task (${ENV_IDS.join(', ')}), got ${describe(c.transport.env)}`);
+
+  // Sensors: fields parsed and, for common messages, checked against the definition.
+  const seen = new Map<string, number>();
+  let obsDim: number | null = 0;
+  const sensors: SensorConfig[] = c.sensors.map((s, i) => {
+    const before = seen.get(s.topic);
+    if (before !== undefined) problem(`sensors[${i}].topic`, `${s.topic} is already sensors[${before}]; list all of a topic's fields under one entry`);
+    seen.set(s.topic, i);
+    const fields: BagField[] = [];
+    s.fields.forEach((text, j) => {
+      const key = `sensors[${i}].fields[${j}]`;
+      const f = parseField(s.topic, s.type, text, where, key, problem);
+      if (!f) return;
+      const resolved = resolveFieldPath(s.type, f.path);
+      if (typeof resolved === 'string') return problem(key, `${describe(text)}: ${resolved}`);
+      if (resolved && !resolved.numeric) return problem(key, `${describe(text)} holds ${resolved.leaf.type} values; expected a numeric field`);
+      fields.push(f);
+      const width = resolved ? resolved.width : fieldWidth(f) ?? 1;
+      obsDim = width === undefined || obsDim === null ? null : obsDim + width;
+    });
+    return { topic: s.topic, type: s.type, fields, qos: s.qos, ...(s.maxAgeMs !== undefined ? { maxAgeMs: s.maxAgeMs } : {}) };
+  });
+
+  // Action: every field must say how many numbers it takes.
+  const actionFields: BagField[] = [];
+  let actDim = 0;
+  c.action.fields.forEach((text, j) => {
+    const key = `action.fields[${j}]`;
+    const f = parseField(c.action.topic, c.action.type, text, where, key, problem);
+    if (!f) return;
+    if (actionFields.some((g) => g.text === f.text)) return problem(key, `${describe(text)} is mapped twice`);
+    const resolved = resolveFieldPath(c.action.type, f.path);
+    if (typeof resolved === 'string') return problem(key, `${describe(text)}: ${resolved}`);
+    if (resolved && !resolved.numeric) return problem(key, `${describe(text)} holds ${resolved.leaf.type} values; expected a numeric field`);
+    const last = f.path[f.path.length - 1];
+    if (resolved?.leaf.isArray && last.index === undefined && !last.range) return problem(key, `${describe(text)} is a whole array; name the entries the action fills, e.g. ${last.name}[0..1]`);
+    actionFields.push(f);
+    actDim += fieldWidth(f) ?? 1;
+  });
+  if (sensors.some((s) => s.topic === c.action.topic)) problem('action.topic', `${c.action.topic} is also a sensor topic; the node would read its own commands`);
+
+  // Bounds, safe action, rates: one per action dimension.
+  const { low, high } = c.actionBounds;
+  // A bad action field leaves the dimension unknown: lengths are not checked against a wrong one.
+  const actionOk = actionFields.length === c.action.fields.length;
+  const dims = `(one per action dimension: ${actionFields.map((f) => f.text.slice(f.topic.length + 2)).join(', ')})`;
+  const checkLength = (key: string, v: readonly unknown[]): boolean => {
+    if (!actionOk) return false;
+    if (v.length === actDim) return true;
+    problem(key, `expected ${actDim} values ${dims}, got ${v.length}`);
+    return false;
+  };
+  const boundsOk = checkLength('actionBounds.low', low) && checkLength('actionBounds.high', high);
+  if (boundsOk) low.forEach((l, i) => l > high[i] && problem(`actionBounds.low[${i}]`, `${l} is above actionBounds.high[${i}] = ${high[i]}; expected low ≤ high`));
+  if (checkLength('safety.safeAction', c.safety.safeAction) && boundsOk) {
+    c.safety.safeAction.forEach((v, i) => (v < low[i] || v > high[i]) && problem(`safety.safeAction[${i}]`, `${v} is outside the bounds [${low[i]}, ${high[i]}]; the safe action must be a valid action`));
+  }
+  const rate = c.safety.maxRatePerSec;
+  const maxRatePerSec = rate === undefined ? undefined : typeof rate === 'number' ? new Array<number>(actDim).fill(rate) : rate;
+  if (Array.isArray(rate)) checkLength('safety.maxRatePerSec', rate);
+  const watchdogTimeoutMs = c.safety.watchdogTimeoutMs ?? NODE_CONFIG_DEFAULTS.watchdogPeriods * c.controlPeriodMs;
+  if (watchdogTimeoutMs < c.controlPeriodMs) {
+    problem('safety.watchdogTimeoutMs', `${watchdogTimeoutMs} is shorter than controlPeriodMs (${c.controlPeriodMs}); expected at least one control period, or the watchdog would trip between ticks`);
+  }
+  let estop: SafetyConfig['estop'];
+  if (c.safety.estop) {
+    const e = c.safety.estop;
+    const f = parseField(e.topic, e.type, e.field, where, 'safety.estop.field', problem);
+    const resolved = f && resolveFieldPath(e.type, f.path);
+    if (typeof resolved === 'string') problem('safety.estop.field', `${describe(e.field)}: ${resolved}`);
+    else if (f && (resolved ? resolved.width !== 1 || !resolved.numeric : (fieldWidth(f) ?? 1) !== 1)) problem('safety.estop.field', `${describe(e.field)}: expected one boolean or number (true / non-zero stops)`);
+    else if (f) estop = { topic: e.topic, type: e.type, field: f };
+    if (seen.has(e.topic) || e.topic === c.action.topic) problem('safety.estop.topic', `${e.topic} is also a sensor or the action topic; expected a topic of its own`);
+  }
+
+  // Reward.
+  let reward: RewardConfig;
+  if (c.reward.kind === 'task') {
+    if (!ENV_IDS.includes(c.reward.task)) problem('reward.task', `expected a built-in task (${ENV_IDS.join(', ')}), got ${describe(c.reward.task)}`);
+    reward = { kind: 'task', task: c.reward.task };
+  } else {
+    const r = c.reward;
+    const f = parseField(r.topic, r.type, r.field, where, 'reward.field', problem);
+    const resolved = f && resolveFieldPath(r.type, f.path);
+    if (typeof resolved === 'string') problem('reward.field', `${describe(r.field)}: ${resolved}`);
+    else if (f && (resolved ? resolved.width !== 1 || !resolved.numeric : (fieldWidth(f) ?? 1) !== 1)) problem('reward.field', `${describe(r.field)}: expected one number (a scalar field or one index)`);
+    reward = { kind: 'topic', topic: r.topic, type: r.type, field: f ?? { topic: r.topic, type: r.type, path: [], text: r.field } };
+  }
+
+  // Controller and algorithm must fit together.
+  const ctrl = c.controller.kind;
+  const algo = c.algorithm.kind;
+  if (ctrl === 'planner' && algo !== 'pets') problem('controller.kind', `planner plans with the PETS ensemble; expected algorithm.kind pets, got ${algo} (use learnedPolicy for ${algo})`);
+  if (ctrl === 'learnedPolicy' && algo === 'pets') problem('controller.kind', 'learnedPolicy needs an algorithm that trains a policy; expected algorithm.kind me-trpo or mb-mpo, got pets (use planner for pets)');
+  if (c.controller.kind === 'onnx' && !c.controller.model.endsWith('.onnx')) problem('controller.model', `expected an .onnx file (mbrl export), got ${describe(c.controller.model)}`);
+
+  if (c.learner.refitEveryTransitions === null && c.learner.refitEverySec === null) problem('learner', 'refitEveryTransitions and refitEverySec are both null; expected at least one, or the model is never refitted');
+  if (c.buffer.segmentSize > c.buffer.capacity) problem('buffer.segmentSize', `${c.buffer.segmentSize} is larger than buffer.capacity (${c.buffer.capacity}); expected at most the capacity`);
+
+  return {
+    transport: c.transport as TransportConfig,
+    controlPeriodMs: c.controlPeriodMs,
+    resample: c.resample,
+    sensors,
+    action: { topic: c.action.topic, type: c.action.type, fields: actionFields, qos: c.action.qos },
+    actionBounds: { low, high },
+    safety: {
+      safeAction: c.safety.safeAction,
+      ...(maxRatePerSec ? { maxRatePerSec } : {}),
+      watchdogTimeoutMs,
+      onControllerError: c.safety.onControllerError,
+      ...(estop ? { estop } : {}),
+    },
+    reward,
+    controller: c.controller as ControllerConfig,
+    algorithm: { kind: algo, overrides: c.algorithm.overrides },
+    learner: c.learner,
+    checkpointDir: c.checkpointDir,
+    buffer: c.buffer,
+    actDim,
+    obsDim,
+  };
+}
+
+/**
+ * A field as written under a topic of `type`: either the full bag-mapping form
+ * (`sensor_msgs/msg/JointState.position[0..5]`, whose type must be the topic's) or the path
+ * alone (`position[0..5]`).
+ */
+function parseField(topic: string, type: string, text: string, where: string, key: string, problem: (key: string, message: string) => void): BagField | undefined {
+  const prefixed = /^[A-Za-z_]\w*\/(msg\/)?[A-Za-z_]\w*\./.exec(text);
+  if (prefixed) {
+    const written = prefixed[0].slice(0, -1);
+    if (written.replace('/msg/', '/') !== type.replace('/msg/', '/')) {
+      problem(key, `${describe(text)} names the type ${written}, but the topic's type is ${type}; expected ${type}.<path> or the path alone`);
+      return undefined;
+    }
+  }
+  try {
+    return parseFieldSpec(topic, prefixed ? `${type}${text.slice(prefixed[0].length - 1)}` : `${type}.${text}`, where, key);
+  } catch (err) {
+    if (!(err instanceof ValidationError)) throw err;
+    problem(key, err.message.slice(`${err.where}: ${err.field}: `.length));
+    return undefined;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// zod issues → our messages: key path, value, expectation.
+
+type Issue = z.core.$ZodIssue;
+
+function keyPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out === '' ? String(p) : `.${String(p)}`;
+  return out || '(root)';
+}
+
+function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+  let cur = root;
+  for (const p of path) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<PropertyKey, unknown>)[p];
+  }
+  return cur;
+}
+
+const NOUNS: Record<string, string> = {
+  number: 'a number',
+  int: 'an integer',
+  string: 'a string',
+  boolean: 'true or false',
+  array: 'a list',
+  object: 'a mapping',
+  record: 'a mapping',
+  null: 'null',
+};
+
+function formatIssue(issue: Issue, root: unknown): Problem {
+  const value = valueAt(root, issue.path);
+  const got = `, got ${describe(value)}`;
+  switch (issue.code) {
+    case 'invalid_type':
+      if (value === undefined) return { key: keyPath(issue.path), message: `required: expected ${NOUNS[issue.expected] ?? issue.expected}` };
+      return { key: keyPath(issue.path), message: `expected ${NOUNS[issue.expected] ?? issue.expected}${got}` };
+    case 'too_small': {
+      const min = String(issue.minimum);
+      if (issue.origin === 'array') return { key: keyPath(issue.path), message: `expected at least ${min} ${min === '1' ? 'entry' : 'entries'}${got}` };
+      if (issue.origin === 'string') return { key: keyPath(issue.path), message: `expected a non-empty string${got}` };
+      return { key: keyPath(issue.path), message: `expected ${issue.origin === 'int' ? 'an integer' : 'a number'} ${issue.inclusive ? '≥' : '>'} ${min}${got}` };
+    }
+    case 'too_big': {
+      const max = String(issue.maximum);
+      if (issue.origin === 'array') return { key: keyPath(issue.path), message: `expected at most ${max} entries${got}` };
+      return { key: keyPath(issue.path), message: `expected ${issue.origin === 'int' ? 'an integer' : 'a number'} ${issue.inclusive ? '≤' : '<'} ${max}${got}` };
+    }
+    case 'invalid_value':
+      return { key: keyPath(issue.path), message: `expected one of ${issue.values.map((v) => String(v)).join(', ')}${got}` };
+    case 'unrecognized_keys': {
+      const known = knownKeys(issue.path, root);
+      return {
+        key: keyPath([...issue.path, issue.keys[0]]),
+        message: `unknown key${issue.keys.length > 1 ? `s ${issue.keys.join(', ')}` : ''}${known ? `; expected one of ${known.join(', ')}` : ''}`,
+      };
+    }
+    case 'invalid_union':
+      if (issue.discriminator !== undefined) {
+        const options = (issue as { options?: unknown[] }).options ?? [];
+        return { key: keyPath(issue.path), message: `expected one of ${options.map(String).join(', ')}${got}` };
+      }
+      return { key: keyPath(issue.path), message: `${issue.message}${got}` };
+    case 'not_multiple_of':
+      return { key: keyPath(issue.path), message: `expected a multiple of ${String(issue.divisor)}${got}` };
+    default:
+      return { key: keyPath(issue.path), message: `${issue.message}${got}` };
+  }
+}
+
+/** The keys the schema allows at `path` (following the `kind` of discriminated unions in `root`). */
+function knownKeys(path: readonly PropertyKey[], root: unknown): string[] | undefined {
+  let schema: z.core.$ZodType | undefined = SCHEMA;
+  const at = (s: z.core.$ZodType, raw: unknown): z.core.$ZodType => {
+    let cur = s;
+    for (;;) {
+      const def = cur._zod.def as { type: string; innerType?: z.core.$ZodType; in?: z.core.$ZodType; options?: z.core.$ZodType[]; discriminator?: string };
+      if (def.innerType) cur = def.innerType;
+      else if (def.type === 'pipe' && def.in) cur = def.in;
+      else if (def.type === 'union' && def.discriminator && def.options) {
+        const kind = raw !== null && typeof raw === 'object' ? (raw as Record<string, unknown>)[def.discriminator] : undefined;
+        const match = def.options.find((o) => {
+          const shape = (o._zod.def as { shape?: Record<string, z.core.$ZodType> }).shape;
+          const lit = shape?.[def.discriminator as string]?._zod.def as { values?: unknown[] } | undefined;
+          return lit?.values?.includes(kind);
+        });
+        if (!match) return cur;
+        cur = match;
+      } else return cur;
+    }
+  };
+  let raw = root;
+  schema = at(schema, raw);
+  for (const p of path) {
+    const def = schema._zod.def as { type: string; shape?: Record<string, z.core.$ZodType>; element?: z.core.$ZodType };
+    const next: z.core.$ZodType | undefined = def.type === 'object' ? def.shape?.[String(p)] : def.type === 'array' ? def.element : undefined;
+    if (!next) return undefined;
+    raw = raw !== null && typeof raw === 'object' ? (raw as Record<PropertyKey, unknown>)[p] : undefined;
+    schema = at(next, raw);
+  }
+  const shape = (schema._zod.def as { shape?: Record<string, unknown> }).shape;
+  return shape ? Object.keys(shape) : undefined;
+}

@@ -1,0 +1,198 @@
+// The node's YAML config: a full valid file parses to the expected typed config (defaults filled,
+// fields parsed, relative paths resolved) and round-trips; bad files fail with messages that
+// name the key path, the value and what was expected.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ValidationError } from '../../src/core/errors.js';
+import { parseFieldSpec } from '../../src/data/bagMapping.js';
+import { NODE_CONFIG_DEFAULTS, loadNodeConfig, nodeConfigToJson, parseNodeConfig, type NodeConfig } from '../../src/node/config.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'mbrl-node-config-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const VALID = `
+transport: { kind: mqtt, url: mqtt://localhost:1883, topicPrefix: robot1 }
+controlPeriodMs: 50
+sensors:
+  - topic: /joint_states
+    type: sensor_msgs/msg/JointState
+    fields:                 # block list: [ ] inside a flow list [a, b] is not YAML
+      - position[0..1]
+      - sensor_msgs/msg/JointState.velocity[0]
+    maxAgeMs: 100
+  - topic: /imu
+    type: sensor_msgs/msg/Imu
+    fields: [angular_velocity.z, orientation_covariance]
+action:
+  topic: /cmd_vel
+  type: geometry_msgs/msg/Twist
+  fields: [linear.x, angular.z]
+actionBounds: { low: [-0.5, -1], high: [0.5, 1] }
+safety:
+  safeAction: [0, 0]
+  maxRatePerSec: 2
+  estop: { topic: /estop }
+reward: { kind: task, task: Pendulum-v1 }
+controller: { kind: planner }
+algorithm: { kind: pets, overrides: { planner: { kind: cem, horizon: 20 } } }
+checkpointDir: runs/robot1
+`;
+
+const f = (topic: string, spec: string) => parseFieldSpec(topic, spec, 'test', 'field');
+
+/** The valid file with `patch` applied at a dotted key (`safety.safeAction`); undefined deletes it. */
+function variant(patch: Record<string, unknown>): unknown {
+  const raw = parseYaml(VALID) as Record<string, unknown>;
+  for (const [key, value] of Object.entries(patch)) {
+    const parts = key.split('.');
+    let node = raw as Record<string, unknown>;
+    for (const p of parts.slice(0, -1)) node = node[p] as Record<string, unknown>;
+    if (value === undefined) delete node[parts[parts.length - 1]];
+    else node[parts[parts.length - 1]] = value;
+  }
+  return raw;
+}
+
+function errorOf(raw: unknown): ValidationError {
+  try {
+    parseNodeConfig(raw, 'robot.yaml');
+  } catch (err) {
+    expect(err).toBeInstanceOf(ValidationError);
+    return err as ValidationError;
+  }
+  throw new Error('expected parseNodeConfig to throw');
+}
+
+describe('parseNodeConfig', () => {
+  it('parses a valid file, filling every default and parsing the fields', () => {
+    const config = parseNodeConfig(parseYaml(VALID), 'robot.yaml');
+    const expected: NodeConfig = {
+      transport: { kind: 'mqtt', url: 'mqtt://localhost:1883', clientId: 'mbrl-node', topicPrefix: 'robot1', qos: 1 },
+      controlPeriodMs: 50,
+      resample: 'latest',
+      sensors: [
+        {
+          topic: '/joint_states',
+          type: 'sensor_msgs/msg/JointState',
+          fields: [f('/joint_states', 'sensor_msgs/msg/JointState.position[0..1]'), f('/joint_states', 'sensor_msgs/msg/JointState.velocity[0]')],
+          maxAgeMs: 100,
+          qos: 'sensorData',
+        },
+        {
+          topic: '/imu',
+          type: 'sensor_msgs/msg/Imu',
+          fields: [f('/imu', 'sensor_msgs/msg/Imu.angular_velocity.z'), f('/imu', 'sensor_msgs/msg/Imu.orientation_covariance')],
+          qos: 'sensorData',
+        },
+      ],
+      action: { topic: '/cmd_vel', type: 'geometry_msgs/msg/Twist', fields: [f('/cmd_vel', 'geometry_msgs/msg/Twist.linear.x'), f('/cmd_vel', 'geometry_msgs/msg/Twist.angular.z')], qos: 'default' },
+      actionBounds: { low: [-0.5, -1], high: [0.5, 1] },
+      safety: {
+        safeAction: [0, 0],
+        maxRatePerSec: [2, 2], // one number: every dimension
+        watchdogTimeoutMs: 250, // 5 control periods
+        onControllerError: 'safeAction',
+        estop: { topic: '/estop', type: 'std_msgs/msg/Bool', field: f('/estop', 'std_msgs/msg/Bool.data') },
+      },
+      reward: { kind: 'task', task: 'Pendulum-v1' },
+      controller: { kind: 'planner', beforeFirstModel: 'random' },
+      algorithm: { kind: 'pets', overrides: { planner: { kind: 'cem', horizon: 20 } } },
+      learner: { ...NODE_CONFIG_DEFAULTS.learner },
+      checkpointDir: 'runs/robot1',
+      buffer: { capacity: 1_000_000, segmentSize: 10_000 },
+      actDim: 2,
+      obsDim: 13, // 2 + 1 + 1 + 9 (orientation_covariance is float64[9])
+    };
+    expect(config).toEqual(expected);
+  });
+
+  it('round-trips through its JSON form', () => {
+    const config = parseNodeConfig(parseYaml(VALID), 'robot.yaml');
+    const json = JSON.parse(JSON.stringify(nodeConfigToJson(config)));
+    expect(parseNodeConfig(json, 'saved')).toEqual(config);
+  });
+
+  it('fills each transport kind\'s defaults and leaves obsDim open for a variable-length array', () => {
+    const ros2 = parseNodeConfig(variant({ transport: { kind: 'ros2' } }));
+    expect(ros2.transport).toEqual({ kind: 'ros2', nodeName: 'mbrl_node', namespace: '/' });
+    expect(parseNodeConfig(variant({ transport: { kind: 'dds', domainId: 7 } })).transport).toEqual({ kind: 'dds', domainId: 7 });
+    const sim = parseNodeConfig(variant({ transport: { kind: 'sim', env: 'Pendulum-v1', physics: { massScale: 1.3 } } }));
+    expect(sim.transport).toEqual({ kind: 'sim', env: 'Pendulum-v1', physics: { massScale: 1.3 }, seed: 0 });
+    const whole = parseNodeConfig(variant({ 'sensors.0.fields': ['position'] }));
+    expect(whole.obsDim).toBeNull();
+  });
+
+  it('names the key, the value and the expectation for a bad value', () => {
+    expect(errorOf(variant({ controlPeriodMs: -5 })).message).toBe('robot.yaml: controlPeriodMs: expected a number > 0, got -5');
+    expect(errorOf(variant({ 'sensors.0.maxAgeMs': 'fast' })).message).toBe('robot.yaml: sensors[0].maxAgeMs: expected a number, got "fast"');
+    expect(errorOf(variant({ 'transport.kind': 'zenoh' })).message).toBe('robot.yaml: transport.kind: expected one of sim, mqtt, ros2, dds, got "zenoh"');
+    expect(errorOf(variant({ 'transport.qos': 3 })).message).toBe('robot.yaml: transport.qos: expected an MQTT QoS: 0, 1 or 2, got 3');
+    expect(errorOf(variant({ 'sensors.1.topic': 'imu' })).message).toBe('robot.yaml: sensors[1].topic: expected an absolute ROS 2 topic name such as /joint_states, got "imu"');
+    expect(errorOf(variant({ 'safety.onControllerError': 'ignore' })).message).toBe('robot.yaml: safety.onControllerError: expected one of safeAction, holdLast, stop, got "ignore"');
+  });
+
+  it('names a missing key and an unknown one, listing the keys allowed there', () => {
+    const missing = errorOf(variant({ checkpointDir: undefined }));
+    expect(missing.field).toBe('checkpointDir');
+    expect(missing.message).toBe('robot.yaml: checkpointDir: required: expected a string');
+    expect(errorOf(variant({ 'safety.watchdogMs': 100 })).message).toBe(
+      'robot.yaml: safety.watchdogMs: unknown key; expected one of safeAction, maxRatePerSec, watchdogTimeoutMs, estop, onControllerError',
+    );
+    expect(errorOf(variant({ 'controller.model': 'p.onnx' })).message).toBe('robot.yaml: controller.model: unknown key; expected one of kind, checkpoint, beforeFirstModel');
+  });
+
+  it('checks field paths against the message definitions', () => {
+    expect(errorOf(variant({ 'action.fields': ['linear.w', 'angular.z'] })).message).toBe(
+      'robot.yaml: action.fields[0]: "linear.w": no field "w" in geometry_msgs/Vector3 (at linear); fields: x, y, z',
+    );
+    expect(errorOf(variant({ 'sensors.0.fields': ['name[0]'] })).message).toBe('robot.yaml: sensors[0].fields[0]: "name[0]" holds string values; expected a numeric field');
+    expect(errorOf(variant({ 'sensors.0.fields': ['sensor_msgs/msg/Imu.angular_velocity.x'] })).message).toBe(
+      'robot.yaml: sensors[0].fields[0]: "sensor_msgs/msg/Imu.angular_velocity.x" names the type sensor_msgs/msg/Imu, but the topic\'s type is sensor_msgs/msg/JointState; expected sensor_msgs/msg/JointState.<path> or the path alone',
+    );
+    expect(errorOf(variant({ 'sensors.0.fields': ['position[3..1]'] })).message).toBe('robot.yaml: sensors[0].fields[0]: range [3..1] is empty (inclusive; the end must be ≥ the start)');
+    expect(errorOf(variant({ action: { topic: '/cmd', type: 'std_msgs/msg/Float64MultiArray', fields: ['data'] } })).message).toContain(
+      'action.fields[0]: "data" is a whole array; name the entries the action fills, e.g. data[0..1]',
+    );
+  });
+
+  it('checks lengths and ranges across keys', () => {
+    expect(errorOf(variant({ 'actionBounds.low': [-1] })).message).toBe(
+      'robot.yaml: actionBounds.low: expected 2 values (one per action dimension: geometry_msgs/msg/Twist.linear.x, geometry_msgs/msg/Twist.angular.z), got 1',
+    );
+    expect(errorOf(variant({ 'safety.safeAction': [0, 2] })).message).toBe('robot.yaml: safety.safeAction[1]: 2 is outside the bounds [-1, 1]; the safe action must be a valid action');
+    expect(errorOf(variant({ 'safety.watchdogTimeoutMs': 20 })).message).toBe(
+      'robot.yaml: safety.watchdogTimeoutMs: 20 is shorter than controlPeriodMs (50); expected at least one control period, or the watchdog would trip between ticks',
+    );
+    expect(errorOf(variant({ 'algorithm.kind': 'me-trpo' })).message).toBe(
+      'robot.yaml: controller.kind: planner plans with the PETS ensemble; expected algorithm.kind pets, got me-trpo (use learnedPolicy for me-trpo)',
+    );
+    expect(errorOf(variant({ 'reward.task': 'Pendulum' })).message).toMatch(/^robot\.yaml: reward\.task: expected a built-in task \(Pendulum-v1, .*\), got "Pendulum"$/);
+    expect(errorOf(variant({ buffer: { capacity: 100, segmentSize: 1000 } })).message).toBe('robot.yaml: buffer.segmentSize: 1000 is larger than buffer.capacity (100); expected at most the capacity');
+  });
+
+  it('reports every problem, the first as the field', () => {
+    const err = errorOf(variant({ controlPeriodMs: 0, 'buffer': { capacity: 1.5 } }));
+    expect(err.field).toBe('controlPeriodMs');
+    expect(err.message).toBe('robot.yaml: controlPeriodMs: expected a number > 0, got 0; and 1 more: buffer.capacity: expected an integer, got 1.5');
+  });
+});
+
+describe('loadNodeConfig', () => {
+  it('reads a file and resolves relative paths against its directory', () => {
+    const file = join(dir, 'robot.yaml');
+    writeFileSync(file, VALID.replace('controller: { kind: planner }', 'controller: { kind: onnx, model: policies/p.onnx }'));
+    const config = loadNodeConfig(file);
+    expect(config.checkpointDir).toBe(join(dir, 'runs/robot1'));
+    expect(config.controller).toEqual({ kind: 'onnx', model: join(dir, 'policies/p.onnx') });
+  });
+
+  it('names the file for unreadable files and bad YAML', () => {
+    expect(() => loadNodeConfig(join(dir, 'absent.yaml'))).toThrow(`${join(dir, 'absent.yaml')}: file: cannot read the node config (ENOENT`);
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(bad, 'controlPeriodMs: [50\n');
+    expect(() => loadNodeConfig(bad)).toThrow(`${bad}: yaml: not valid YAML (`);
+  });
+});
