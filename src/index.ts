@@ -160,6 +160,7 @@ export {
   type SacAgentState,
 } from './algorithms/sac.js';
 export { trainMopo, makeMopoConfig, mixedBatch, MOPO_DEFAULTS, MOPO_PAPER_SETTINGS, type MopoConfig, type OfflineData, type MopoEpochMetrics } from './algorithms/mopo.js';
+export { trainBc, makeBcConfig, bcLoss, bcPolicySpec, observationMoments, BC_DEFAULTS, type BcConfig, type BcState, type BcEpochMetrics, type BcHooks, type BcResult } from './algorithms/bc.js';
 export { OnnxGraphBuilder, MBRL_NODE_VERSION } from './export/onnxWriter.js';
 export { policyToOnnx, float32Inward, POLICY_ONNX_NAMES, POLICY_BATCH_DIM, type PolicyToOnnxOptions } from './export/policyOnnx.js';
 export { exportMetadataProps, readExportMetadata, EXPORT_METADATA_VERSION, type ExportMetadata, type ReadExportMetadata } from './export/exportMetadata.js';

@@ -13,10 +13,12 @@
  *     evaluate the deterministic policy in the simulator (for reporting only: never trained on)
  *
  * λ = 0 is MBPO on the same data without the penalty (the baseline MOPO is compared with).
+ * `onEpoch` hands out a `MopoState` after every epoch; passed back as `resume`, the run continues
+ * exactly as it would have uninterrupted (`mbrl offline` checkpoints it).
  */
 import type { Env, TaskFunctions } from '../core/env.js';
 import { ValidationError, describe } from '../core/errors.js';
-import { Rng } from '../core/rng.js';
+import { Rng, type RngState } from '../core/rng.js';
 import { ReplayBuffer } from '../data/replayBuffer.js';
 import { allocBatch } from '../data/transition.js';
 import { envSpec } from '../envs/registry.js';
@@ -26,7 +28,7 @@ import { OrtEnsemblePredictor } from '../models/ensembleOnnx.js';
 import { fitEnsemble, makeEnsembleFitConfig, type EnsembleFitConfig, type EnsembleFitResult } from '../models/trainer.js';
 import type { EnsembleWeights } from '../models/types.js';
 import { meanOrNull } from './policyGradient.js';
-import { checkSacAgentConfig, pickSacAgentConfig, SAC_DEFAULTS, SacAgent, type SacAgentConfig, type SacBatch } from './sac.js';
+import { checkSacAgentConfig, pickSacAgentConfig, SAC_DEFAULTS, SacAgent, type SacAgentConfig, type SacAgentState, type SacBatch } from './sac.js';
 import { checkInt, checkUnit, rejectUnknownKeys } from './trpo.js';
 
 /** Logged transitions with D4RL's field names (a subset: what MOPO reads). */
@@ -161,8 +163,32 @@ export interface MopoEpochMetrics {
   seconds: number;
 }
 
+/**
+ * Everything a MOPO run needs to continue exactly where it stopped after an epoch (for
+ * checkpoints): with it, `trainMopo` skips the model fit and goes on as the uninterrupted run would.
+ */
+export interface MopoState {
+  config: MopoConfig;
+  /** Epochs done. */
+  epoch: number;
+  /** The fitted ensemble (never refitted: the data are fixed). */
+  ensemble: EnsembleWeights;
+  /** The fit's report; its `elites` are the members rollouts draw from. */
+  fit: EnsembleFitResult;
+  agent: SacAgentState;
+  /**
+   * The model buffer. In `onEpoch` this is the run's live buffer: save it before the hook returns.
+   * On resume its rows are copied, oldest first, into a buffer of the run's capacity.
+   */
+  modelBuffer: ReplayBuffer;
+  /** The run's generator (start states, member choice, model noise, batches). */
+  rng: RngState;
+  history: MopoEpochMetrics[];
+}
+
 export interface MopoHooks {
-  onEpoch?: (m: MopoEpochMetrics) => Promise<void> | void;
+  /** After every epoch (awaited), with the state to checkpoint. */
+  onEpoch?: (m: MopoEpochMetrics, state: MopoState) => Promise<void> | void;
   log?: (line: string) => void;
 }
 
@@ -178,11 +204,16 @@ export interface MopoResult {
  * Runs MOPO (or offline MBPO with `penaltyCoef` 0) on logged data.
  * @param data the dataset (D4RL fields)
  * @param env the task, for evaluation only (never trained on)
+ * @param resume a state from `onEpoch` of a run with the same config (only `epochs` may differ):
+ *   the run continues after its epoch, exactly as it would have without the interruption (its
+ *   history keeps the evaluation a shorter run made after its last epoch, which with
+ *   `evalEvery` > 1 the longer run would have skipped; evaluations change no training state)
  * @returns the trained SAC agent (dispose it) and the ensemble
+ * @throws ValidationError for data that do not fit the task, or a resume state of another run
  * @example
  * const r = await trainMopo(makeMopoConfig({ env: 'Pendulum-v1', epochs: 20 }), data, await makeEnv('Pendulum-v1'));
  */
-export async function trainMopo(config: MopoConfig, data: OfflineData, env: Env, hooks: MopoHooks = {}): Promise<MopoResult> {
+export async function trainMopo(config: MopoConfig, data: OfflineData, env: Env, hooks: MopoHooks = {}, resume?: MopoState): Promise<MopoResult> {
   const where = 'trainMopo';
   const log = hooks.log ?? (() => {});
   const { obsDim, actDim, size } = data;
@@ -190,28 +221,40 @@ export async function trainMopo(config: MopoConfig, data: OfflineData, env: Env,
     throw new ValidationError(where, 'data', `expected obsDim ${env.observationSpace.dim} and actDim ${env.actionSpace.dim} (${config.env}), got ${obsDim} and ${actDim}`);
   }
   if (size < 2) throw new ValidationError(where, 'data.size', `expected at least 2 transitions, got ${size}`);
+  if (resume) checkMopoResume(config, resume, obsDim, actDim);
   const task: TaskFunctions = envSpec(config.env).task;
   const rng = new Rng(config.seed);
+  const capacity = config.rolloutBatchSize * config.rolloutLength * config.modelRetainEpochs;
 
-  // 1. The model, fitted once on the logged data.
-  const ensemble = new DynamicsEnsemble({ obsDim, actDim, rng: new Rng(config.seed, 1), config: config.ensemble });
+  // 1. The model, fitted once on the logged data (a resumed run has it).
   let fit: EnsembleFitResult;
   let weights: EnsembleWeights;
-  try {
-    fit = await fitEnsemble(ensemble, { obs: data.observations, act: data.actions, nextObs: data.next_observations, reward: data.rewards, n: size }, config.fit, rng.fork());
-    weights = ensemble.toWeights();
-  } finally {
-    ensemble.dispose();
+  if (resume) {
+    ({ fit, ensemble: weights } = resume);
+  } else {
+    const ensemble = new DynamicsEnsemble({ obsDim, actDim, rng: new Rng(config.seed, 1), config: config.ensemble });
+    try {
+      fit = await fitEnsemble(ensemble, { obs: data.observations, act: data.actions, nextObs: data.next_observations, reward: data.rewards, n: size }, config.fit, rng.fork());
+      weights = ensemble.toWeights();
+    } finally {
+      ensemble.dispose();
+    }
+    log(`mopo: ensemble fit ${fit.epochs} epochs (${fit.stopReason}), elites [${fit.elites.join(', ')}]`);
   }
-  log(`mopo: ensemble fit ${fit.epochs} epochs (${fit.stopReason}), elites [${fit.elites.join(', ')}]`);
   const predictor = await OrtEnsemblePredictor.create(weights, { intraOpThreads: 1 });
 
   // 2. SAC on real + penalised model data.
   const agent = new SacAgent({ obsDim, actionSpace: env.actionSpace, config: { ...pickSacAgentConfig(SAC_DEFAULTS), ...config.sac }, rng: new Rng(config.seed, 2) });
-  const modelBuffer = new ReplayBuffer({ obsDim, actDim, capacity: config.rolloutBatchSize * config.rolloutLength * config.modelRetainEpochs });
+  const modelBuffer = new ReplayBuffer({ obsDim, actDim, capacity });
   const history: MopoEpochMetrics[] = [];
+  if (resume) {
+    agent.setState(resume.agent);
+    if (resume.modelBuffer.size > 0) modelBuffer.addColumns(resume.modelBuffer.slice(0, resume.modelBuffer.size));
+    rng.setState(resume.rng);
+    history.push(...resume.history);
+  }
   try {
-    for (let epoch = 1; epoch <= config.epochs; epoch++) {
+    for (let epoch = (resume?.epoch ?? 0) + 1; epoch <= config.epochs; epoch++) {
       const start = performance.now();
       const starts = new Float32Array(config.rolloutBatchSize * obsDim);
       for (let i = 0; i < config.rolloutBatchSize; i++) {
@@ -255,7 +298,7 @@ export async function trainMopo(config: MopoConfig, data: OfflineData, env: Env,
       };
       history.push(m);
       log(`mopo epoch ${epoch}: eval ${evalReturn?.toFixed(1) ?? '-'}, ${rollouts.size} model transitions, mean u ${m.meanPenalty.toFixed(3)}, mean r̃ ${m.meanModelReward.toFixed(3)}, ${m.seconds.toFixed(1)} s`);
-      await hooks.onEpoch?.(m);
+      await hooks.onEpoch?.(m, { config, epoch, ensemble: weights, fit, agent: agent.getState(), modelBuffer, rng: rng.getState(), history: [...history] });
     }
   } catch (err) {
     agent.dispose();
@@ -264,6 +307,27 @@ export async function trainMopo(config: MopoConfig, data: OfflineData, env: Env,
     predictor.dispose();
   }
   return { config, agent, ensemble: weights, fit, history };
+}
+
+/**
+ * @throws ValidationError when `resume` is not a state of a run with `config` (all keys but
+ *   `epochs` must agree) on data of these sizes
+ */
+function checkMopoResume(config: MopoConfig, resume: MopoState, obsDim: number, actDim: number): void {
+  const where = 'trainMopo(resume)';
+  const same = (c: MopoConfig): string => JSON.stringify({ ...c, epochs: 0 });
+  if (same(resume.config) !== same(config)) throw new ValidationError(where, 'config', `expected the resumed run's config (only epochs may change), got ${JSON.stringify(resume.config)} for a run of ${JSON.stringify(config)}`);
+  checkInt(where, 'epoch', resume.epoch, 0);
+  if (resume.history.length !== resume.epoch) throw new ValidationError(where, 'history', `expected ${resume.epoch} entries (one per epoch done), got ${resume.history.length}`);
+  const spec = resume.ensemble.spec;
+  if (spec.obsDim !== obsDim || spec.actDim !== actDim) throw new ValidationError(where, 'ensemble', `expected obsDim ${obsDim} and actDim ${actDim}, got ${spec.obsDim} and ${spec.actDim}`);
+  if (!resume.fit.elites.every((k) => Number.isInteger(k) && k >= 0 && k < spec.numMembers) || resume.fit.elites.length === 0) {
+    throw new ValidationError(where, 'fit.elites', `expected member indices in [0, ${spec.numMembers}), got [${resume.fit.elites.join(', ')}]`);
+  }
+  const buf = resume.modelBuffer;
+  if (buf.obsDim !== obsDim || buf.actDim !== actDim) throw new ValidationError(where, 'modelBuffer', `expected obsDim ${obsDim} and actDim ${actDim}, got ${buf.obsDim} and ${buf.actDim}`);
+  const capacity = config.rolloutBatchSize * config.rolloutLength * config.modelRetainEpochs;
+  if (buf.size > capacity) throw new ValidationError(where, 'modelBuffer', `expected at most ${capacity} rows (the run's capacity), got ${buf.size}`);
 }
 
 /** A SAC batch of `realRatio`·n dataset rows and the rest from the model buffer (all real while it is empty). */

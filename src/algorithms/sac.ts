@@ -35,7 +35,7 @@ import type { Batch } from '../data/transition.js';
 import { envSpec } from '../envs/registry.js';
 import { runEpisodes } from '../envs/runEpisodes.js';
 import { gaussianLogProb, tanhLogDetJacobian } from '../policies/diagGaussian.js';
-import { GaussianMlpPolicy, makePolicySpec, type GaussianMlpPolicySpec, type PolicyDistribution } from '../policies/gaussianMlpPolicy.js';
+import { GaussianMlpPolicy, checkPolicyWeights, makePolicySpec, policyHeadDim, type GaussianMlpPolicySpec, type PolicyDistribution, type PolicyWeights } from '../policies/gaussianMlpPolicy.js';
 import { QEnsemble, makeQEnsembleSpec, matMulFast, qEnsembleForward } from '../policies/qEnsemble.js';
 import { checkBool, checkInt, checkUnit, rejectUnknownKeys } from './trpo.js';
 
@@ -417,9 +417,7 @@ export class SacAgent implements Agent {
     this.#actionHigh = Array.from(actionSpace.high);
     this.#mid = Float64Array.from(actionSpace.low, (lo, j) => (actionSpace.high[j] + lo) / 2);
     this.#half = Float64Array.from(actionSpace.low, (lo, j) => (actionSpace.high[j] - lo) / 2);
-    // SAC feeds raw observations (obsClip null; the normalisation stays the identity).
-    const policySpec = makePolicySpec({ obsDim, actionSpace, hidden: config.hidden, activation: 'relu', squash: 'tanh', stdMode: 'state', obsClip: null });
-    this.policy = new GaussianMlpPolicy(policySpec, { rng });
+    this.policy = new GaussianMlpPolicy(sacPolicySpec(obsDim, actionSpace.low, actionSpace.high, config.hidden), { rng });
     this.critics = new QEnsemble(makeQEnsembleSpec({ obsDim, actDim: this.actDim, hidden: config.hidden }), { rng });
     this.targetCritics = this.critics.clone();
     this.#actor = readVariables(this.policy.variables);
@@ -641,6 +639,42 @@ export class SacAgent implements Agent {
   #checkLive(where: string): void {
     if (this.#disposed) throw new ValidationError(`SacAgent.${where}`, 'agent', 'used after dispose()');
   }
+}
+
+/**
+ * The architecture of a SAC actor as a Gaussian MLP policy: ReLU hidden layers, a state-dependent
+ * log-std head, tanh squashing. SAC feeds raw observations (obsClip null; the normalisation stays
+ * the identity).
+ */
+export function sacPolicySpec(obsDim: number, actionLow: ArrayLike<number>, actionHigh: ArrayLike<number>, hidden: readonly number[]): GaussianMlpPolicySpec {
+  return makePolicySpec({ obsDim, actionLow, actionHigh, hidden: [...hidden], activation: 'relu', squash: 'tanh', stdMode: 'state', obsClip: null });
+}
+
+/**
+ * The actor of a saved `SacAgentState` as a Gaussian MLP policy (spec and weights), the form
+ * `policyToOnnx`, `GaussianMlpPolicy` and policy checkpoints take: so a SAC, MBPO or MOPO run
+ * exports from its state without building an agent. The actor's flat parameters are in
+ * `policy.variables` order (W0, b0, …, WL, bL); the observation normalisation is the identity.
+ * @throws ValidationError when the actor's length does not fit the state's sizes and config
+ * @example
+ * const { spec, weights } = sacStatePolicy(agent.getState());
+ * const bytes = policyToOnnx(spec, weights);
+ */
+export function sacStatePolicy(state: SacAgentState): { spec: GaussianMlpPolicySpec; weights: PolicyWeights } {
+  const spec = sacPolicySpec(state.obsDim, state.actionLow, state.actionHigh, state.config.hidden);
+  const dims = [spec.obsDim, ...spec.hidden, policyHeadDim(spec)];
+  const want = dims.slice(1).reduce((s, out, i) => s + dims[i] * out + out, 0);
+  if (state.actor?.length !== want) throw new ValidationError('sacStatePolicy', 'state.actor', `expected ${want} parameters for layers [${dims.join(', ')}], got ${describe(state.actor)}`);
+  const layers: PolicyWeights['layers'] = [];
+  let o = 0;
+  for (let l = 0; l + 1 < dims.length; l++) {
+    const nW = dims[l] * dims[l + 1];
+    layers.push({ W: state.actor.slice(o, o + nW), b: state.actor.slice(o + nW, o + nW + dims[l + 1]) });
+    o += nW + dims[l + 1];
+  }
+  const weights: PolicyWeights = { layers, logStd: null, obsMean: new Float32Array(spec.obsDim), obsStd: new Float32Array(spec.obsDim).fill(1) };
+  checkPolicyWeights(spec, weights);
+  return { spec, weights };
 }
 
 /** [scalars…, the gradients flattened in the variables' order] as one tensor, read back in one call. */

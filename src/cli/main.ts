@@ -5,12 +5,13 @@ import { datasetCommand } from './commands/dataset.js';
 import { envsCommand } from './commands/envs.js';
 import { evalCommand } from './commands/eval.js';
 import { exportCommand } from './commands/export.js';
+import { offlineCommand } from './commands/offline.js';
 import { reportCommand } from './commands/report.js';
 import { rolloutCommand } from './commands/rollout.js';
 import { trainCommand } from './commands/train.js';
 
 /** Every `mbrl` command, in the order `mbrl --help` lists them. */
-export const COMMANDS: readonly Command[] = [trainCommand, evalCommand, exportCommand, envsCommand, rolloutCommand, datasetCommand, benchCommand, reportCommand];
+export const COMMANDS: readonly Command[] = [trainCommand, evalCommand, exportCommand, envsCommand, rolloutCommand, datasetCommand, offlineCommand, benchCommand, reportCommand];
 
 function topHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;
