@@ -122,7 +122,9 @@ describe.skipIf(SKIP !== '')('DdsTransport (Cyclone DDS, one process)', () => {
     const ticker = setInterval(() => ticks++, 5);
     await sleep(200);
     clearInterval(ticker);
-    expect(ticks).toBeGreaterThan(20);
+    // 40 ticks on an idle machine; a loop blocked in the wait would see at most one. The bound is
+    // low because CI machines are shared (13 seen at a load average of 17).
+    expect(ticks).toBeGreaterThanOrEqual(5);
     const latencies: number[] = [];
     for (let i = 0; i < 100; i++) {
       const sent = performance.now();
@@ -132,9 +134,10 @@ describe.skipIf(SKIP !== '')('DdsTransport (Cyclone DDS, one process)', () => {
     }
     latencies.sort((a, b) => a - b);
     console.log(`publish → callback, 100 Twists in one process: median ${latencies[50].toFixed(3)} ms, p95 ${latencies[95].toFixed(3)} ms, max ${latencies[99].toFixed(3)} ms`);
-    // The callback stamps its own arrival (waitFor's polling does not count); a receive path that
-    // polled with a timer would show medians of milliseconds.
-    expect(latencies[50]).toBeLessThan(5);
+    // The callback stamps its own arrival (waitFor's polling does not count). About 0.3 ms here
+    // when idle; the bound only catches a receive path that waits for a slow timer or a blocked
+    // loop, since timings on a shared machine are noisy (speed is for benchmarks).
+    expect(latencies[50]).toBeLessThan(25);
   });
 
   it('idles without spinning a core, and closes promptly', async () => {
