@@ -16,15 +16,28 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Env, PhysicsParams } from '../core/env.js';
 import { ValidationError, describe } from '../core/errors.js';
-import { Rng } from '../core/rng.js';
+import { Rng, type RngState } from '../core/rng.js';
 import { expHo } from '../core/tfMath.js';
-import { RunningNormalizer } from '../data/normalizer.js';
+import { RunningNormalizer, type RunningNormalizerJSON } from '../data/normalizer.js';
 import { envSpec } from '../envs/registry.js';
 import { gaussianEntropy } from '../policies/diagGaussian.js';
-import { GaussianMlpPolicy, makePolicySpec, policyForward, type GaussianMlpPolicySpec } from '../policies/gaussianMlpPolicy.js';
+import { GaussianMlpPolicy, makePolicySpec, policyForward, type GaussianMlpPolicySpec, type PolicyWeights } from '../policies/gaussianMlpPolicy.js';
 import { MlpValueFunction, makeValueFunctionConfig, type MlpValueFunctionConfig } from '../policies/mlpValueFunction.js';
-import { EnvRolloutSource, batchTensors, collectRollouts, disposeBatchTensors, meanOrNull, policyLogProb } from './policyGradient.js';
-import { advantagesOf, checkBool, checkInt, checkPolicyArchitecture, checkUnit, meanLogStd, rejectUnknownKeys, type PolicyArchitecture } from './trpo.js';
+import { batchTensors, collectRollouts, disposeBatchTensors, meanOrNull, policyLogProb } from './policyGradient.js';
+import {
+  ResumableEnvSource,
+  advantagesOf,
+  assignVariables,
+  checkBool,
+  checkInt,
+  checkPolicyArchitecture,
+  checkResumeConfig,
+  checkUnit,
+  meanLogStd,
+  rejectUnknownKeys,
+  type EnvSourceState,
+  type PolicyArchitecture,
+} from './trpo.js';
 
 // ---------------------------------------------------------------------------------------------
 // Config
@@ -239,8 +252,46 @@ export interface PpoIterationMetrics {
   seconds: number;
 }
 
+/**
+ * Everything needed to continue a PPO run exactly where it stopped (a checkpoint's content):
+ * `trainPpo(config, envs, hooks, state)` then produces what the uninterrupted run would have.
+ */
+export interface PpoState {
+  config: PpoConfig;
+  /** Iterations done (the next one's index). */
+  iteration: number;
+  envSteps: number;
+  episodes: number;
+  /** The policy's weights, with its observation normalisation. */
+  policy: PolicyWeights;
+  /** The value network's parameters, in `valueFunction.variables` order. */
+  valueFunction: Float32Array[];
+  /** The shared Adam's moments and step count. */
+  optimizer: AdamSnapshot;
+  /** The running observation statistics (null without `normalizeObs`). */
+  obsNormalizer: RunningNormalizerJSON | null;
+  /** The generator of the action noise and the minibatch order. */
+  rng: RngState;
+  /** Where the environment copies stand (mid-episode copies are rebuilt by replaying their actions). */
+  envs: EnvSourceState;
+  history: PpoIterationMetrics[];
+}
+
+/** A tfjs Adam optimizer's state: moments in the order of the variables it updates. */
+export interface AdamSnapshot {
+  /** Steps taken. */
+  iterations: number;
+  /** β₁ᵗ⁺¹ and β₂ᵗ⁺¹ as Adam keeps them (running float32 products). */
+  accBeta1: number;
+  accBeta2: number;
+  m: Float32Array[];
+  v: Float32Array[];
+}
+
 export interface PpoHooks {
   onIteration?: (metrics: PpoIterationMetrics, policy: GaussianMlpPolicy) => Promise<void> | void;
+  /** After every iteration and `onIteration`, the state to checkpoint (awaited; built only when this hook is given). */
+  onCheckpoint?: (state: PpoState) => Promise<void> | void;
   log?: (line: string) => void;
 }
 
@@ -250,34 +301,62 @@ export interface PpoResult {
   valueFunction: MlpValueFunction;
   obsNormalizer: RunningNormalizer | null;
   history: PpoIterationMetrics[];
+  /** The final state (to continue the run with a larger `steps`). */
+  state: PpoState;
 }
 
 /**
- * Model-free PPO on real environments. Deterministic for a seed.
- * @param env `config.numEnvs` copies of the environment, made by the caller (`makeEnvCopies`)
+ * Model-free PPO on real environments. Deterministic for a seed; a run resumed from a `PpoState`
+ * continues exactly as the uninterrupted run.
+ * @param env `config.numEnvs` copies of the environment, made by the caller (`makeEnvCopies`);
+ *   when resuming, fresh copies (they are rebuilt from `resume.envs`)
+ * @param resume a state from `onCheckpoint` or a result; its config must equal `config`
  * @example
  * const config = makePpoConfig({ env: 'InvertedPendulum-v5', steps: 50_000 });
  * const { policy } = await trainPpo(config, await makeEnvCopies(config));
  */
-export async function trainPpo(config: PpoConfig, env: Env | readonly Env[], hooks: PpoHooks = {}): Promise<PpoResult> {
+export async function trainPpo(config: PpoConfig, env: Env | readonly Env[], hooks: PpoHooks = {}, resume?: PpoState): Promise<PpoResult> {
   const envs: readonly Env[] = Array.isArray(env) ? (env as readonly Env[]) : [env as Env];
   if (envs.length !== config.numEnvs) throw new ValidationError('trainPpo', 'env', `expected ${config.numEnvs} environment copies (config.numEnvs), got ${envs.length}`);
+  checkResumeConfig('trainPpo', config, resume);
+  // First: rebuilding the environments from a state can fail, before anything needs disposing.
+  const source = new ResumableEnvSource(envs, { seed: config.seed, ...(resume ? { state: resume.envs } : {}) });
   const first = envs[0];
   const obsDim = first.observationSpace.dim;
   const rng = new Rng(config.seed);
-  const policy = new GaussianMlpPolicy(makePolicySpec({ obsDim, actionSpace: first.actionSpace, ...config.policy }), { rng: new Rng(config.seed, 1) });
+  const policySpec = makePolicySpec({ obsDim, actionSpace: first.actionSpace, ...config.policy });
+  const policy = new GaussianMlpPolicy(policySpec, resume ? { weights: resume.policy } : { rng: new Rng(config.seed, 1) });
   const valueFunction = new MlpValueFunction({ obsDim, config: config.valueFunction, rng: new Rng(config.seed, 2) });
   const spec = policy.spec;
   // One Adam over both networks, as SB3's shared optimiser (eps 1e-5, SB3's for PPO).
   const optimizer = tf.train.adam(config.learningRate, 0.9, 0.999, 1e-5);
   const variables = [...policy.variables, ...valueFunction.variables];
-  const obsNormalizer = config.normalizeObs ? new RunningNormalizer({ dim: obsDim }) : null;
-  const source = new EnvRolloutSource(envs, { seed: config.seed });
-  const history: PpoIterationMetrics[] = [];
-  let envSteps = 0;
-  let episodes = 0;
+  const obsNormalizer = config.normalizeObs ? (resume?.obsNormalizer ? RunningNormalizer.fromJSON(resume.obsNormalizer) : new RunningNormalizer({ dim: obsDim })) : null;
+  const history: PpoIterationMetrics[] = resume ? [...resume.history] : [];
+  let envSteps = resume?.envSteps ?? 0;
+  let episodes = resume?.episodes ?? 0;
+  let iteration = resume?.iteration ?? 0;
+  const snapshot = (): PpoState => ({
+    config,
+    iteration,
+    envSteps,
+    episodes,
+    policy: policy.getWeights(),
+    valueFunction: valueFunction.variables.map((v) => Float32Array.from(v.dataSync())),
+    optimizer: adamSnapshot(optimizer),
+    obsNormalizer: obsNormalizer?.toJSON() ?? null,
+    rng: rng.getState(),
+    envs: source.getState(),
+    history: [...history],
+  });
   try {
-    for (let iteration = 0; envSteps < config.steps; iteration++) {
+    if (resume) {
+      rng.setState(resume.rng);
+      assignVariables('trainPpo', 'resume.valueFunction', valueFunction.variables, resume.valueFunction);
+      if (obsNormalizer && obsNormalizer.count > 0) valueFunction.setObsNormalization(obsNormalizer.mean, obsNormalizer.std);
+      await restoreAdam(optimizer, resume.optimizer, variables);
+    }
+    while (envSteps < config.steps) {
       const start = performance.now();
       const batch = await collectRollouts(source, policy, rng, { steps: config.nSteps * config.numEnvs });
       envSteps += batch.size;
@@ -358,11 +437,77 @@ export async function trainPpo(config: PpoConfig, env: Env | readonly Env[], hoo
         seconds: (performance.now() - start) / 1000,
       };
       history.push(metrics);
-      hooks.log?.(`ppo it ${iteration}: steps ${envSteps}, return ${metrics.meanReturn?.toFixed(1) ?? '-'}, kl ${metrics.approxKl.toExponential(2)}, clip ${metrics.clipFraction.toFixed(3)}`);
+      iteration++;
+      hooks.log?.(`ppo it ${metrics.iteration}: steps ${envSteps}, return ${metrics.meanReturn?.toFixed(1) ?? '-'}, kl ${metrics.approxKl.toExponential(2)}, clip ${metrics.clipFraction.toFixed(3)}`);
       await hooks.onIteration?.(metrics, policy);
+      if (hooks.onCheckpoint) await hooks.onCheckpoint(snapshot());
     }
+    return { config, policy, valueFunction, obsNormalizer, history, state: snapshot() };
   } finally {
     optimizer.dispose();
   }
-  return { config, policy, valueFunction, obsNormalizer, history };
+}
+
+/** The fields of tfjs's `AdamOptimizer` (4.x) that its public `getWeights`/`setWeights` do not carry exactly. */
+interface AdamInternals {
+  accBeta1: tf.Variable;
+  accBeta2: tf.Variable;
+  accumulatedFirstMoment: { variable: tf.Variable }[];
+  accumulatedSecondMoment: { variable: tf.Variable }[];
+}
+
+function adamInternals(optimizer: tf.AdamOptimizer): AdamInternals {
+  const a = optimizer as unknown as Partial<AdamInternals>;
+  if (!(a.accBeta1 instanceof tf.Variable) || !(a.accBeta2 instanceof tf.Variable) || !Array.isArray(a.accumulatedFirstMoment) || !Array.isArray(a.accumulatedSecondMoment)) {
+    throw new Error(`trainPpo: this tfjs version's AdamOptimizer lacks accBeta1/accBeta2/accumulatedFirstMoment/accumulatedSecondMoment (written for tfjs 4.x; tfjs is ${tf.version.tfjs})`);
+  }
+  return a as AdamInternals;
+}
+
+/** Reads an Adam optimizer's state (plain arrays). */
+export function adamSnapshot(optimizer: tf.AdamOptimizer): AdamSnapshot {
+  const a = adamInternals(optimizer);
+  const read = (list: { variable: tf.Variable }[]): Float32Array[] => list.map((x) => Float32Array.from(x.variable.dataSync()));
+  return {
+    iterations: optimizer.iterations,
+    accBeta1: a.accBeta1.dataSync()[0],
+    accBeta2: a.accBeta2.dataSync()[0],
+    m: read(a.accumulatedFirstMoment),
+    v: read(a.accumulatedSecondMoment),
+  };
+}
+
+/**
+ * Gives a fresh Adam optimizer the state of `adamSnapshot`, so that its next steps equal the
+ * saved optimizer's. `setWeights` restores the moments and the step count but recomputes β₁ᵗ, β₂ᵗ
+ * as powers, which round differently from the running products Adam keeps: those are set as saved.
+ * @param variables what the optimizer updates, in the order of its moments
+ * @throws ValidationError for moments that do not fit the variables
+ */
+export async function restoreAdam(optimizer: tf.AdamOptimizer, state: AdamSnapshot, variables: readonly tf.Variable[]): Promise<void> {
+  const where = 'restoreAdam';
+  checkInt(where, 'iterations', state?.iterations, 0);
+  for (const key of ['m', 'v'] as const) {
+    const list = state[key];
+    if (!Array.isArray(list) || list.length !== variables.length) throw new ValidationError(where, key, `expected ${variables.length} arrays (one per variable), got ${describe(list)}`);
+    list.forEach((x, i) => {
+      if (x?.length !== variables[i].size) throw new ValidationError(where, `${key}[${i}]`, `expected ${variables[i].size} values, got ${describe(x)}`);
+    });
+  }
+  for (const key of ['accBeta1', 'accBeta2'] as const) {
+    if (!(state[key] > 0 && state[key] < 1)) throw new ValidationError(where, key, `expected a number in (0, 1), got ${describe(state[key])}`);
+  }
+  const named = [
+    { name: 'iter', tensor: tf.scalar(state.iterations, 'int32') },
+    ...state.m.map((x, i) => ({ name: `${variables[i].name}/m`, tensor: tf.tensor(x, variables[i].shape) })),
+    ...state.v.map((x, i) => ({ name: `${variables[i].name}/v`, tensor: tf.tensor(x, variables[i].shape) })),
+  ];
+  await optimizer.setWeights(named);
+  // The moment variables share the tensors' data (reference-counted): these handles can go.
+  tf.dispose(named.map((n) => n.tensor));
+  const a = adamInternals(optimizer);
+  tf.tidy(() => {
+    a.accBeta1.assign(tf.scalar(state.accBeta1));
+    a.accBeta2.assign(tf.scalar(state.accBeta2));
+  });
 }

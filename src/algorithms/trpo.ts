@@ -15,22 +15,23 @@
  *
  * `trustRegionStep` is the update for any differentiable surrogate and KL (MB-MPO's outer step
  * uses it with its meta-objective); `trpoStep` applies it to a `GaussianMlpPolicy` and a batch;
- * `trainTrpo` runs the model-free loop on real environments (our baseline).
+ * `trainTrpo` runs the model-free loop on real environments (our baseline), resumable exactly from
+ * a `TrpoState` (the environments through `ResumableEnvSource`, which PPO shares).
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Env, PhysicsParams } from '../core/env.js';
-import { ValidationError, describe } from '../core/errors.js';
-import { Rng } from '../core/rng.js';
+import { ValidationError, checkFiniteVector, describe } from '../core/errors.js';
+import { Rng, type RngState } from '../core/rng.js';
 import { expHo } from '../core/tfMath.js';
-import { RunningNormalizer } from '../data/normalizer.js';
+import { RunningNormalizer, type RunningNormalizerJSON } from '../data/normalizer.js';
 import { envSpec } from '../envs/registry.js';
+import { VecEnv } from '../envs/vecEnv.js';
 import type { Baseline } from '../policies/baseline.js';
 import { gaussianKl } from '../policies/diagGaussian.js';
-import { GaussianMlpPolicy, makePolicySpec, policyForward, type PolicyActivation } from '../policies/gaussianMlpPolicy.js';
+import { GaussianMlpPolicy, makePolicySpec, policyForward, type PolicyActivation, type PolicyWeights } from '../policies/gaussianMlpPolicy.js';
 import { LinearFeatureBaseline } from '../policies/linearFeatureBaseline.js';
 import { MlpValueFunction, makeValueFunctionConfig, type MlpValueFunctionConfig } from '../policies/mlpValueFunction.js';
 import {
-  EnvRolloutSource,
   batchTensors,
   collectRollouts,
   disposeBatchTensors,
@@ -43,6 +44,8 @@ import {
   standardize,
   unflatten,
   valueAndFlatGrad,
+  type RolloutSource,
+  type RolloutStep,
   type SampleBatch,
 } from './policyGradient.js';
 
@@ -441,10 +444,34 @@ export interface TrpoIterationMetrics extends TrpoStepStats {
   seconds: number;
 }
 
+/**
+ * Everything needed to continue a TRPO run exactly where it stopped (a checkpoint's content):
+ * `trainTrpo(config, envs, hooks, state)` then produces what the uninterrupted run would have.
+ */
+export interface TrpoState {
+  config: TrpoConfig;
+  /** Iterations done (the next one's index). */
+  iteration: number;
+  envSteps: number;
+  episodes: number;
+  /** The policy's weights, with its observation normalisation. */
+  policy: PolicyWeights;
+  baseline: BaselineState;
+  /** The running observation statistics (null without `normalizeObs`). */
+  obsNormalizer: RunningNormalizerJSON | null;
+  /** The generator of the action noise. */
+  rng: RngState;
+  /** Where the environment copies stand (mid-episode copies are rebuilt by replaying their actions). */
+  envs: EnvSourceState;
+  history: TrpoIterationMetrics[];
+}
+
 /** Hooks of `trainTrpo`. */
 export interface TrpoHooks {
   /** After every iteration (awaited). */
   onIteration?: (metrics: TrpoIterationMetrics, policy: GaussianMlpPolicy) => Promise<void> | void;
+  /** After every iteration and `onIteration`, the state to checkpoint (awaited; built only when this hook is given). */
+  onCheckpoint?: (state: TrpoState) => Promise<void> | void;
   log?: (line: string) => void;
 }
 
@@ -456,33 +483,61 @@ export interface TrpoResult {
   /** The running observation statistics (null without `normalizeObs`). */
   obsNormalizer: RunningNormalizer | null;
   history: TrpoIterationMetrics[];
+  /** The final state (to continue the run with a larger `steps`). */
+  state: TrpoState;
 }
 
 /**
  * Model-free TRPO on real environments: collect `batchSize` steps → baseline values → GAE →
  * `trpoStep` → fit the baseline on the λ-returns → update the observation normalisation.
- * Deterministic for a seed.
+ * Deterministic for a seed; a run resumed from a `TrpoState` continues exactly as the
+ * uninterrupted run (with the MLP baseline, up to its Adam moments: see `restoreBaseline`).
  *
- * @param env `config.numEnvs` copies of the environment, made by the caller (`makeEnvCopies`)
+ * @param env `config.numEnvs` copies of the environment, made by the caller (`makeEnvCopies`);
+ *   when resuming, fresh copies (they are rebuilt from `resume.envs`)
+ * @param resume a state from `onCheckpoint` or a result; its config must equal `config`
  * @example
  * const config = makeTrpoConfig({ env: 'InvertedPendulum-v5', steps: 50_000 });
  * const { policy, history } = await trainTrpo(config, await makeEnvCopies(config));
  */
-export async function trainTrpo(config: TrpoConfig, env: Env | readonly Env[], hooks: TrpoHooks = {}): Promise<TrpoResult> {
+export async function trainTrpo(config: TrpoConfig, env: Env | readonly Env[], hooks: TrpoHooks = {}, resume?: TrpoState): Promise<TrpoResult> {
   const envs: readonly Env[] = Array.isArray(env) ? (env as readonly Env[]) : [env as Env];
   if (envs.length !== config.numEnvs) throw new ValidationError('trainTrpo', 'env', `expected ${config.numEnvs} environment copies (config.numEnvs), got ${envs.length}`);
+  checkResumeConfig('trainTrpo', config, resume);
+  // First: rebuilding the environments from a state can fail, before anything needs disposing.
+  const source = new ResumableEnvSource(envs, { seed: config.seed, ...(resume ? { state: resume.envs } : {}) });
   const first = envs[0];
   const obsDim = first.observationSpace.dim;
   const rng = new Rng(config.seed);
-  const policy = new GaussianMlpPolicy(makePolicySpec({ obsDim, actionSpace: first.actionSpace, ...config.policy }), { rng: new Rng(config.seed, 1) });
+  const spec = makePolicySpec({ obsDim, actionSpace: first.actionSpace, ...config.policy });
+  const policy = new GaussianMlpPolicy(spec, resume ? { weights: resume.policy } : { rng: new Rng(config.seed, 1) });
+  // The MLP baseline's generator (initial weights, then minibatch order) is kept to be saved.
+  const baselineRng = new Rng(config.seed, 2);
   const baseline: Baseline =
-    config.baseline === 'linear' ? new LinearFeatureBaseline({ obsDim }) : new MlpValueFunction({ obsDim, config: config.valueFunction, rng: new Rng(config.seed, 2) });
-  const obsNormalizer = config.normalizeObs ? new RunningNormalizer({ dim: obsDim }) : null;
-  const source = new EnvRolloutSource(envs, { seed: config.seed });
-  const history: TrpoIterationMetrics[] = [];
-  let envSteps = 0;
-  let episodes = 0;
-  for (let iteration = 0; envSteps < config.steps; iteration++) {
+    config.baseline === 'linear' ? new ResumableLinearBaseline({ obsDim }) : new MlpValueFunction({ obsDim, config: config.valueFunction, rng: baselineRng });
+  const obsNormalizer = config.normalizeObs ? (resume?.obsNormalizer ? RunningNormalizer.fromJSON(resume.obsNormalizer) : new RunningNormalizer({ dim: obsDim })) : null;
+  const history: TrpoIterationMetrics[] = resume ? [...resume.history] : [];
+  let envSteps = resume?.envSteps ?? 0;
+  let episodes = resume?.episodes ?? 0;
+  let iteration = resume?.iteration ?? 0;
+  if (resume) {
+    rng.setState(resume.rng);
+    restoreBaseline(baseline, resume.baseline, baselineRng, hooks.log);
+    if (obsNormalizer && obsNormalizer.count > 0) baseline.setObsNormalization?.(obsNormalizer.mean, obsNormalizer.std);
+  }
+  const snapshot = (): TrpoState => ({
+    config,
+    iteration,
+    envSteps,
+    episodes,
+    policy: policy.getWeights(),
+    baseline: baselineState(baseline, baselineRng),
+    obsNormalizer: obsNormalizer?.toJSON() ?? null,
+    rng: rng.getState(),
+    envs: source.getState(),
+    history: [...history],
+  });
+  while (envSteps < config.steps) {
     const start = performance.now();
     const batch = await collectRollouts(source, policy, rng, { steps: Math.min(config.batchSize, config.steps - envSteps) });
     envSteps += batch.size;
@@ -510,12 +565,14 @@ export async function trainTrpo(config: TrpoConfig, env: Env | readonly Env[], h
       ...stats,
     };
     history.push(metrics);
+    iteration++;
     hooks.log?.(
-      `trpo it ${iteration}: steps ${envSteps}, return ${metrics.meanReturn?.toFixed(1) ?? '-'}, kl ${stats.klAfter.toExponential(2)}, backtracks ${stats.backtracks}${stats.accepted ? '' : ' (rejected)'}`,
+      `trpo it ${metrics.iteration}: steps ${envSteps}, return ${metrics.meanReturn?.toFixed(1) ?? '-'}, kl ${stats.klAfter.toExponential(2)}, backtracks ${stats.backtracks}${stats.accepted ? '' : ' (rejected)'}`,
     );
     await hooks.onIteration?.(metrics, policy);
+    if (hooks.onCheckpoint) await hooks.onCheckpoint(snapshot());
   }
-  return { config, policy, baseline, obsNormalizer, history };
+  return { config, policy, baseline, obsNormalizer, history, state: snapshot() };
 }
 
 /**
@@ -537,6 +594,276 @@ export function meanLogStd(policy: GaussianMlpPolicy): number {
   if (policy.spec.stdMode !== 'parameter') return 0;
   const ls = Array.from(policy.variables[policy.variables.length - 1].dataSync());
   return ls.reduce((a, b) => a + b, 0) / ls.length;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resumable state (shared with ppo.ts)
+
+/**
+ * Where the environment copies of a `ResumableEnvSource` stand, as JSON. An environment's
+ * internals (its generator, a MuJoCo state) cannot be read through `Env`, so they are rebuilt by
+ * replay: copy i is reset with `seed + i`, reset `resets[i]` more times (the episodes it finished:
+ * resets draw only from the environment's own generator), then stepped through `actions[i]`, the
+ * actions of its unfinished episode. Observation noise draws at every step, so with noise no
+ * episode is skipped: `resets` stays 0 and `actions` holds every action since the seeded reset
+ * (the state then grows with the run).
+ */
+export interface EnvSourceState {
+  /** Reset seed of copy 0 (copy i: seed + i). */
+  seed: number;
+  /** Per copy: resets after the seeded one that the replay repeats without their steps. */
+  resets: number[];
+  /** Per copy: the actions the replay steps through after those resets, flat [steps × actDim]. */
+  actions: number[][];
+  /** The observations the next step starts from [numEnvs × obsDim]; the replay must reproduce them exactly. */
+  obs: number[];
+  /** Steps so far in each copy's current episode. */
+  timesteps: number[];
+  /** Undiscounted return so far of each copy's current episode. */
+  returns: number[];
+}
+
+/**
+ * Real environments as a `RolloutSource` whose position can be saved (`getState`) and restored
+ * (the `state` option) exactly. Steps as `EnvRolloutSource` does — copy i reset with `seed + i`
+ * once, same-step autoreset, later episodes continuing each copy's own generator — so a fresh
+ * source yields the same samples. The environments stay the caller's (no `close`).
+ *
+ * @throws ValidationError when a state does not fit the environments, or when its replay does
+ *   not reproduce the saved observations (environments that are not the saved run's, or not
+ *   deterministic given their seed and actions)
+ * @example
+ * const source = new ResumableEnvSource(envs, { seed: 0 });
+ * await collectRollouts(source, policy, rng, { steps: 1000 });
+ * const again = new ResumableEnvSource(freshEnvs, { seed: 0, state: source.getState() });
+ */
+export class ResumableEnvSource implements RolloutSource {
+  readonly numEnvs: number;
+  readonly obsDim: number;
+  readonly actDim: number;
+  readonly #vec: VecEnv;
+  readonly #seed: number;
+  /** Keep every action (observation noise: see `EnvSourceState`). */
+  readonly #keepAll: boolean;
+  #obs: Float64Array;
+  readonly #nextObs: Float64Array;
+  readonly #timesteps: Float64Array;
+  readonly #returns: Float64Array;
+  readonly #resets: number[];
+  readonly #actions: number[][];
+
+  constructor(envs: readonly Env[], options: { seed: number; state?: EnvSourceState }) {
+    this.#vec = new VecEnv([...envs]);
+    const n = this.#vec.numEnvs;
+    this.numEnvs = n;
+    this.obsDim = this.#vec.obsDim;
+    this.actDim = this.#vec.actDim;
+    this.#seed = options.seed;
+    this.#keepAll = envs.some((e) => e.physics.obsNoiseStd > 0);
+    this.#nextObs = new Float64Array(n * this.obsDim);
+    const state = options.state;
+    if (state === undefined) {
+      this.#obs = this.#vec.reset({ seed: options.seed });
+      this.#timesteps = new Float64Array(n);
+      this.#returns = new Float64Array(n);
+      this.#resets = new Array<number>(n).fill(0);
+      this.#actions = Array.from({ length: n }, () => []);
+    } else {
+      this.#checkState(state);
+      this.#obs = this.#replay(envs, state);
+      this.#timesteps = Float64Array.from(state.timesteps);
+      this.#returns = Float64Array.from(state.returns);
+      this.#resets = [...state.resets];
+      this.#actions = state.actions.map((a) => [...a]);
+    }
+  }
+
+  get obs(): Float64Array {
+    return this.#obs;
+  }
+  get timesteps(): Float64Array {
+    return this.#timesteps;
+  }
+  get episodeReturns(): Float64Array {
+    return this.#returns;
+  }
+
+  step(actions: Float64Array): RolloutStep {
+    const r = this.#vec.step(actions);
+    const D = this.obsDim;
+    const A = this.actDim;
+    for (let i = 0; i < this.numEnvs; i++) {
+      const final = r.finalObs[i];
+      this.#nextObs.set(final ?? r.obs.subarray(i * D, (i + 1) * D), i * D);
+      if (final && !this.#keepAll) {
+        this.#resets[i] += 1;
+        this.#actions[i].length = 0;
+      } else {
+        for (let j = 0; j < A; j++) this.#actions[i].push(actions[i * A + j]);
+      }
+      if (final) {
+        this.#timesteps[i] = 0;
+        this.#returns[i] = 0;
+      } else {
+        this.#timesteps[i] += 1;
+        this.#returns[i] += r.rewards[i];
+      }
+    }
+    this.#obs = r.obs;
+    return { nextObs: this.#nextObs, rewards: r.rewards, terminated: r.terminated, truncated: r.truncated };
+  }
+
+  /** Where the copies stand (a copy, JSON-ready). */
+  getState(): EnvSourceState {
+    return {
+      seed: this.#seed,
+      resets: [...this.#resets],
+      actions: this.#actions.map((a) => [...a]),
+      obs: Array.from(this.#obs),
+      timesteps: Array.from(this.#timesteps),
+      returns: Array.from(this.#returns),
+    };
+  }
+
+  #checkState(s: EnvSourceState): void {
+    const where = 'ResumableEnvSource';
+    const n = this.numEnvs;
+    if (s?.seed !== this.#seed) throw new ValidationError(where, 'state.seed', `expected ${this.#seed} (this run's seed), got ${describe(s?.seed)}`);
+    const list = (key: 'resets' | 'actions' | 'timesteps' | 'returns' | 'obs', len: number): void => {
+      if (!Array.isArray(s[key]) || s[key].length !== len) throw new ValidationError(where, `state.${key}`, `expected an array of ${len} entries, got ${describe(s[key])}`);
+    };
+    list('resets', n);
+    list('actions', n);
+    list('timesteps', n);
+    list('returns', n);
+    list('obs', n * this.obsDim);
+    for (let i = 0; i < n; i++) {
+      checkInt(where, `state.resets[${i}]`, s.resets[i], 0);
+      checkInt(where, `state.timesteps[${i}]`, s.timesteps[i], 0);
+      const a = s.actions[i];
+      if (!Array.isArray(a) || a.length % this.actDim !== 0) throw new ValidationError(where, `state.actions[${i}]`, `expected whole actions of ${this.actDim} values, got ${describe(a)}`);
+    }
+  }
+
+  /** Rebuilds every copy from the state (see `EnvSourceState`); returns the observations reached. */
+  #replay(envs: readonly Env[], s: EnvSourceState): Float64Array {
+    const D = this.obsDim;
+    const A = this.actDim;
+    const out = new Float64Array(this.numEnvs * D);
+    envs.forEach((env, i) => {
+      let obs = env.reset({ seed: s.seed + i }).obs;
+      for (let k = 0; k < s.resets[i]; k++) obs = env.reset().obs;
+      const a = s.actions[i];
+      for (let t = 0; t < a.length; t += A) {
+        const r = env.step(a.slice(t, t + A));
+        obs = r.terminated || r.truncated ? env.reset().obs : r.obs;
+      }
+      out.set(obs, i * D);
+      for (let d = 0; d < D; d++) {
+        if (out[i * D + d] !== s.obs[i * D + d]) {
+          throw new ValidationError(
+            'ResumableEnvSource',
+            `state.obs[${i * D + d}]`,
+            `replaying copy ${i} (seed ${s.seed + i}, ${s.resets[i]} resets, ${a.length / A} actions) gave ${out[i * D + d]}, expected the saved ${s.obs[i * D + d]}: ` +
+              'the environment is not the one the state was saved from (task, physics, time limit) or not deterministic given its seed and actions',
+          );
+        }
+      }
+    });
+    return out;
+  }
+}
+
+/** A baseline's part of a `TrpoState`: the linear baseline's coefficients, or the MLP value function's weights and generator. */
+export type BaselineState = { kind: 'linear'; coeffs: number[] | null } | { kind: 'mlp'; weights: Float32Array[]; rng: RngState };
+
+/**
+ * rllab's `LinearFeatureBaseline` whose fitted coefficients can be restored (the class keeps
+ * them private): restored coefficients serve `predict` until the next successful fit.
+ */
+class ResumableLinearBaseline extends LinearFeatureBaseline {
+  #restored: Float64Array | null = null;
+
+  /** @throws ValidationError for a wrong length or a non-finite coefficient */
+  restore(coeffs: readonly number[] | null): void {
+    if (coeffs === null) {
+      this.#restored = null;
+      return;
+    }
+    checkFiniteVector(coeffs, this.numFeatures, 'trainTrpo', 'resume.baseline.coeffs');
+    this.#restored = Float64Array.from(coeffs);
+  }
+
+  override get coeffs(): Float64Array | null {
+    return this.#restored ? Float64Array.from(this.#restored) : super.coeffs;
+  }
+
+  override predict(obs: ArrayLike<number>, timesteps: ArrayLike<number>, n: number): Float64Array {
+    const w = this.#restored;
+    if (w === null) return super.predict(obs, timesteps, n);
+    // LinearFeatureBaseline.predict's arithmetic, with the restored weights.
+    const F = this.numFeatures;
+    const phi = this.features(obs, timesteps, n);
+    const out = new Float64Array(n);
+    for (let r = 0; r < n; r++) {
+      let s = 0;
+      for (let k = 0; k < F; k++) s += phi[r * F + k] * w[k];
+      out[r] = s;
+    }
+    return out;
+  }
+
+  override fit(obs: ArrayLike<number>, timesteps: ArrayLike<number>, targets: ArrayLike<number>, n: number): number {
+    const mse = super.fit(obs, timesteps, targets, n);
+    // A fit that fails every ridge retry keeps the last good weights: here the restored ones.
+    if (super.coeffs !== null) this.#restored = null;
+    return mse;
+  }
+}
+
+function baselineState(baseline: Baseline, rng: Rng): BaselineState {
+  if (baseline instanceof ResumableLinearBaseline) {
+    const c = baseline.coeffs;
+    return { kind: 'linear', coeffs: c ? Array.from(c) : null };
+  }
+  return { kind: 'mlp', weights: (baseline as MlpValueFunction).variables.map((v) => Float32Array.from(v.dataSync())), rng: rng.getState() };
+}
+
+/**
+ * Restores a baseline from its `BaselineState`. The MLP value function keeps its Adam optimizer
+ * private, so its moments start afresh: from its first fit after resuming, such a run can differ
+ * slightly from the uninterrupted one (the linear baseline, the default, resumes exactly).
+ */
+function restoreBaseline(baseline: Baseline, state: BaselineState, rng: Rng, log: ((line: string) => void) | undefined): void {
+  const where = 'trainTrpo';
+  if (baseline instanceof ResumableLinearBaseline) {
+    if (state?.kind !== 'linear') throw new ValidationError(where, 'resume.baseline.kind', `expected 'linear' (config.baseline), got ${describe(state?.kind)}`);
+    baseline.restore(state.coeffs);
+    return;
+  }
+  if (state?.kind !== 'mlp') throw new ValidationError(where, 'resume.baseline.kind', `expected 'mlp' (config.baseline), got ${describe(state?.kind)}`);
+  assignVariables(where, 'resume.baseline.weights', (baseline as MlpValueFunction).variables, state.weights);
+  rng.setState(state.rng);
+  log?.('trpo: resumed the MLP baseline from its weights; its Adam moments start afresh (MlpValueFunction keeps them private), so the run may differ slightly from an uninterrupted one');
+}
+
+/**
+ * Assigns saved values to variables of the same sizes.
+ * @throws ValidationError naming the entry whose size does not match
+ */
+export function assignVariables(where: string, field: string, variables: readonly tf.Variable[], values: readonly ArrayLike<number>[]): void {
+  if (!Array.isArray(values) || values.length !== variables.length) throw new ValidationError(where, field, `expected ${variables.length} arrays, got ${describe(values)}`);
+  variables.forEach((v, i) => {
+    if (values[i]?.length !== v.size) throw new ValidationError(where, `${field}[${i}]`, `expected ${v.size} values (shape ${JSON.stringify(v.shape)}), got ${describe(values[i])}`);
+  });
+  tf.tidy(() => variables.forEach((v, i) => v.assign(tf.tensor(Float32Array.from(values[i]), v.shape))));
+}
+
+/** @throws ValidationError when a resumed state's config is not this run's */
+export function checkResumeConfig(where: string, config: object, resume: { config: object } | undefined): void {
+  if (resume && JSON.stringify(resume.config) !== JSON.stringify(config)) {
+    throw new ValidationError(where, 'resume.config', "differs from the config of this run; resume with the checkpoint's own config (only steps may change, in both)");
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,7 +9,9 @@
  * - Runs with a learned policy (TRPO, PPO, ME-TRPO, …: `savePolicyCheckpoint`/`loadPolicyCheckpoint`):
  *   any config `kind`, the policy's spec and weights in `policy.bin` (header in `checkpoint.json`
  *   under `policy`, codec `policies/policyWeightsCodec.ts`), optionally the dynamics ensemble in
- *   `weights.bin`, and the algorithm's own JSON state under `state`.
+ *   `weights.bin`, and the algorithm's own state under `state`: JSON, except that its
+ *   `Float32Array`s (value-function weights, optimizer moments) go to `state.bin` (header under
+ *   `stateArrays`, the same float32 container), each replaced in the JSON by `{ "$float32": name }`.
  * `loadCheckpointModels` reads the models of either kind (for `mbrl export`) without the buffer.
  *
  * Written whole or not at all: a new checkpoint is built in a temporary directory, then swapped in
@@ -25,7 +27,7 @@ import { writeFileAtomic } from '../data/atomicWrite.js';
 import { loadBuffer, saveBuffer } from '../data/bufferStore.js';
 import type { EnsembleWeights } from '../models/types.js';
 import type { ReplayBuffer } from '../data/replayBuffer.js';
-import { decodeEnsembleWeights, encodeEnsembleWeights, type WeightsHeader } from '../models/weightsCodec.js';
+import { decodeEnsembleWeights, encodeEnsembleWeights, packFloat32Arrays, unpackFloat32Arrays, type WeightsArrayEntry, type WeightsHeader } from '../models/weightsCodec.js';
 import type { GaussianMlpPolicySpec, PolicyWeights } from '../policies/gaussianMlpPolicy.js';
 import { decodePolicyWeights, encodePolicyWeights, type PolicyWeightsHeader } from '../policies/policyWeightsCodec.js';
 
@@ -57,6 +59,15 @@ interface PolicyCheckpointJson {
   weights: WeightsHeader | null;
   policy: PolicyWeightsHeader;
   state: Record<string, unknown>;
+  /** The directory of `state.bin` (the state's Float32Arrays); absent or null when it has none. */
+  stateArrays?: StateArraysHeader | null;
+}
+
+/** The header of `state.bin`. */
+interface StateArraysHeader {
+  arrays: WeightsArrayEntry[];
+  crc32: number;
+  byteLength: number;
 }
 
 /** What every checkpoint's config has: the algorithm's `kind` and the task id. */
@@ -78,7 +89,10 @@ export interface PolicyCheckpoint {
   policyWeights: PolicyWeights;
   /** The dynamics ensemble of a model-based algorithm (ME-TRPO, MB-MPO), or null. */
   ensemble: EnsembleWeights | null;
-  /** The algorithm's other state to resume from (JSON: RNG state, counters, metrics history). */
+  /**
+   * The algorithm's other state to resume from: JSON (RNG state, counters, metrics history), in
+   * which `Float32Array`s may appear at any depth (stored in `state.bin`, read back as such).
+   */
   state: Record<string, unknown>;
   /** The real transitions of a model-based run (written to `buffer/` as PETS's), or absent. */
   buffer?: ReplayBuffer;
@@ -147,6 +161,8 @@ export async function savePolicyCheckpoint(runDir: string, ckpt: PolicyCheckpoin
   }
   if (!Number.isInteger(envSteps) || envSteps < 0) throw new CheckpointError(`savePolicyCheckpoint: envSteps: expected a non-negative integer, got ${envSteps}`);
   const policy = encodePolicyWeights(ckpt.policySpec, ckpt.policyWeights);
+  const named: [string, Float32Array][] = [];
+  const state = extractFloat32Arrays(ckpt.state ?? {}, 'state', named) as Record<string, unknown>;
   await writeCheckpointDir(runDir, async (tmp) => {
     let weights: WeightsHeader | null = null;
     if (ckpt.ensemble) {
@@ -155,6 +171,12 @@ export async function savePolicyCheckpoint(runDir: string, ckpt: PolicyCheckpoin
       await writeFileAtomic(join(tmp, 'weights.bin'), enc.bytes);
     }
     await writeFileAtomic(join(tmp, 'policy.bin'), policy.bytes);
+    let stateArrays: StateArraysHeader | null = null;
+    if (named.length > 0) {
+      const packed = packFloat32Arrays(named);
+      stateArrays = { arrays: packed.arrays, crc32: packed.crc32, byteLength: packed.bytes.byteLength };
+      await writeFileAtomic(join(tmp, 'state.bin'), packed.bytes);
+    }
     if (ckpt.buffer) await saveBuffer(ckpt.buffer, join(tmp, 'buffer'));
     const json: PolicyCheckpointJson = {
       format: FORMAT,
@@ -164,7 +186,8 @@ export async function savePolicyCheckpoint(runDir: string, ckpt: PolicyCheckpoin
       envSteps,
       weights,
       policy: policy.header,
-      state: ckpt.state ?? {},
+      state,
+      ...(stateArrays ? { stateArrays } : {}),
     };
     await writeFileAtomic(join(tmp, 'checkpoint.json'), `${JSON.stringify(json, null, 1)}\n`);
   });
@@ -212,7 +235,8 @@ export async function loadPolicyCheckpoint(runDir: string): Promise<PolicyCheckp
   if (!json.policy) throw new CheckpointError(`${file}: holds no policy (config.kind ${JSON.stringify(config.kind)}${config.kind === 'pets' ? ': its controller is a planner over the ensemble' : ''})`);
   const policy = await readPolicy(dir, json.policy);
   const ensemble = await readEnsemble(dir, json.weights ?? null);
-  const state = json.state !== null && typeof json.state === 'object' && !Array.isArray(json.state) ? json.state : {};
+  let state = json.state !== null && typeof json.state === 'object' && !Array.isArray(json.state) ? json.state : {};
+  if (json.stateArrays) state = (await readStateArrays(dir, json.stateArrays, state)) as Record<string, unknown>;
   const capacity = typeof config.bufferCapacity === 'number' ? config.bufferCapacity : undefined;
   const buffer = existsSync(join(dir, 'buffer')) ? (await loadBuffer(join(dir, 'buffer'), capacity ? { capacity } : {})).buffer : undefined;
   return { config, envSteps: checkEnvSteps(json.envSteps, file), policySpec: policy.spec, policyWeights: policy.weights, ensemble, state, ...(buffer ? { buffer } : {}) };
@@ -287,4 +311,49 @@ async function readPolicy(dir: string, header: PolicyWeightsHeader): Promise<{ s
   } catch (err) {
     throw new CheckpointError(err instanceof Error ? err.message : String(err));
   }
+}
+
+/**
+ * Replaces every `Float32Array` in a JSON-like value by `{ $float32: path }` and collects it
+ * under that path (the rest is copied as is).
+ * @throws CheckpointError for another typed array (store float64 values as a number array)
+ */
+function extractFloat32Arrays(value: unknown, path: string, out: [string, Float32Array][]): unknown {
+  if (value instanceof Float32Array) {
+    out.push([path, value]);
+    return { $float32: path };
+  }
+  if (ArrayBuffer.isView(value)) {
+    throw new CheckpointError(`savePolicyCheckpoint: ${path}: a ${value.constructor.name}; expected a Float32Array (stored in state.bin) or a plain array`);
+  }
+  if (Array.isArray(value)) return value.map((v, i) => extractFloat32Arrays(v, `${path}.${i}`, out));
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, extractFloat32Arrays(v, `${path}.${k}`, out)]));
+  }
+  return value;
+}
+
+/** Puts the arrays of `state.bin` back where `extractFloat32Arrays` left `{ $float32: name }`. */
+async function readStateArrays(dir: string, header: StateArraysHeader, state: unknown): Promise<unknown> {
+  const sfile = join(dir, 'state.bin');
+  if (!existsSync(sfile)) throw new CheckpointError(`${sfile}: missing (checkpoint.json lists state arrays)`);
+  let get: (name: string) => Float32Array | undefined;
+  try {
+    get = unpackFloat32Arrays(header, new Uint8Array(await readFile(sfile)), sfile);
+  } catch (err) {
+    throw new CheckpointError(err instanceof Error ? err.message : String(err));
+  }
+  const walk = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(walk);
+    if (v === null || typeof v !== 'object') return v;
+    const entries = Object.entries(v);
+    if (entries.length === 1 && entries[0][0] === '$float32') {
+      const name = String(entries[0][1]);
+      const a = get(name);
+      if (!a) throw new CheckpointError(`${sfile}: array ${name} (referenced by checkpoint.json's state) is missing`);
+      return a;
+    }
+    return Object.fromEntries(entries.map(([k, x]) => [k, walk(x)]));
+  };
+  return walk(state);
 }
