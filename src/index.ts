@@ -166,3 +166,33 @@ export { policyToOnnx, float32Inward, POLICY_ONNX_NAMES, POLICY_BATCH_DIM, type 
 export { exportMetadataProps, readExportMetadata, EXPORT_METADATA_VERSION, type ExportMetadata, type ReadExportMetadata } from './export/exportMetadata.js';
 export { OnnxPolicy, type OnnxPolicyExpected, type OnnxPolicyOptions } from './policies/onnxPolicy.js';
 export { encodePolicyWeights, decodePolicyWeights, type PolicyWeightsHeader } from './policies/policyWeightsCodec.js';
+export {
+  trainModelGradient,
+  makeModelGradientConfig,
+  modelGradientLoss,
+  modelGradientPhase,
+  realPolicyGradient,
+  segmentsFromBatch,
+  ensembleDynamics,
+  MODEL_GRADIENT_DEFAULTS,
+  MODEL_GRADIENT_ENV_OVERRIDES,
+  type ModelGradientConfig,
+  type ModelGradientState,
+  type ModelGradientIterationMetrics,
+  type DifferentiableDynamics,
+  type GradientMatchingProblem,
+} from './algorithms/modelGradient.js';
+export { DIFFERENTIABLE_REWARDS } from './algorithms/modelGradientRewards.js';
+export { ResumableEnvSource, type TrpoState } from './algorithms/trpo.js';
+export { adamSnapshot, restoreAdam, type PpoState } from './algorithms/ppo.js';
+export { stateBoundsOf } from './algorithms/modelRollouts.js';
+export * from './pipeline/index.js';
+export { loadNodeConfig, parseNodeConfig, nodeConfigToJson, NODE_CONFIG_DEFAULTS, type NodeConfig } from './node/config.js';
+export { QOS_DEFAULT, QOS_SENSOR_DATA, type Transport, type IncomingMessage, type QosProfile, type Unsubscribe } from './transports/transport.js';
+export type * from './transports/messages.js';
+export { timeFromNs, nsFromTime } from './transports/messages.js';
+export { LoopbackTransport } from './transports/loopback.js';
+export { DdsTransport, CYCLONE_LOCALHOST_CONFIG, type DdsTransportOptions, type DdsTransportStats } from './transports/dds/ddsTransport.js';
+export { DdsError } from './transports/dds/cyclone.js';
+export { rosCodec, ddsTopicName, ddsTypeName, DDS_NODE_TYPES } from './transports/dds/rosCodec.js';
+export { buildRawCdrShim } from './transports/dds/rawCdrShim.js';

@@ -22,20 +22,20 @@ const PLANNERS: Record<string, 'cem' | 'mppi' | 'randomShooting'> = { cem: 'cem'
 export const trainCommand: Command = {
   name: 'train',
   summary: 'Train on a built-in simulator: model-based (PETS: ensemble + planner; ME-TRPO, MB-MPO: ensemble + learned policy) or model-free (TRPO, PPO).',
-  usage: 'mbrl train [--env ID] [--algo pets|me-trpo|mb-mpo|trpo|ppo] [--steps N] [--seed S] [--out DIR] [--resume DIR] [options]',
+  usage: 'mbrl train [--env ID] [--algo pets|me-trpo|mb-mpo|model-gradient|trpo|ppo] [--steps N] [--seed S] [--out DIR] [--resume DIR] [options]',
   description:
     'Writes DIR/metrics.jsonl (one line per episode: env steps, return, holdout loss per member, fit and plan time),\n' +
     'DIR/curve.svg (return vs env steps), DIR/config.json and DIR/checkpoint/ (config, weights, buffer, RNG state).\n' +
     '--resume DIR continues a stopped run from its checkpoint (optionally with a larger --steps).\n' +
     "Defaults: Pendulum-v1, seed 0, out runs/<env>-<algo>-s<seed>, steps from the task's config (Pendulum PETS: 2000).\n" +
-    'ME-TRPO and MB-MPO checkpoint their policy, ensemble and buffer after every iteration; curve.svg plots the\n' +
+    'ME-TRPO, MB-MPO and Model Gradient checkpoint their policy, ensemble and buffer after every iteration; curve.svg plots the\n' +
     "deterministic policy's evaluation return; 'mbrl export --checkpoint DIR' writes the policy as ONNX.\n" +
     "TRPO and PPO (model-free, on the config's numEnvs copies) checkpoint their policy, baseline or value function,\n" +
     'optimizer, RNG state and environments after every iteration (metrics.jsonl: one line per iteration with env\n' +
     "steps, return, KL, ...; curve.svg: the training episodes' return); a resumed run equals an uninterrupted one.",
   options: {
     env: { type: 'string', valueName: 'ID', help: "Task id (see 'mbrl envs').", default: 'Pendulum-v1' },
-    algo: { type: 'string', valueName: 'NAME', help: 'Algorithm: pets, me-trpo, mb-mpo, trpo or ppo.', default: 'pets' },
+    algo: { type: 'string', valueName: 'NAME', help: 'Algorithm: pets, me-trpo, mb-mpo, model-gradient, trpo or ppo.', default: 'pets' },
     steps: { type: 'string', valueName: 'N', help: 'Real environment steps in total.' },
     seed: { type: 'string', valueName: 'S', help: 'Seed of everything.', default: '0' },
     out: { type: 'string', valueName: 'DIR', help: 'Run directory (default runs/<env>-<algo>-s<seed>).' },
@@ -60,7 +60,7 @@ export const trainCommand: Command = {
       }
       return policyAlgo ? runPolicyAlgo(values.algo as PolicyAlgo, values) : runModelFree(values.algo as ModelFreeAlgo, values);
     }
-    if (values.algo !== 'pets') throw new UsageError(`--algo ${String(values.algo)}: expected pets, me-trpo, mb-mpo, trpo or ppo`);
+    if (values.algo !== 'pets') throw new UsageError(`--algo ${String(values.algo)}: expected pets, me-trpo, mb-mpo, model-gradient, trpo or ppo`);
     let resume: PetsState | undefined;
     let runDir: string;
     let config;

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeMbMpoConfig, trainMbMpo, type MbMpoConfig, type MbMpoIterationMetrics, type MbMpoOverrides, type MbMpoState } from '../../algorithms/mbMpo.js';
+import { makeModelGradientConfig, trainModelGradient, type ModelGradientConfig, type ModelGradientIterationMetrics, type ModelGradientOverrides, type ModelGradientState } from '../../algorithms/modelGradient.js';
 import { makeMeTrpoConfig, trainMeTrpo, type MeTrpoConfig, type MeTrpoIterationMetrics, type MeTrpoOverrides, type MeTrpoState } from '../../algorithms/meTrpo.js';
 import { initBackend } from '../../core/backend.js';
 import type { RngState } from '../../core/rng.js';
@@ -14,12 +15,12 @@ import { parsePhysicsFlag } from '../physicsFlag.js';
 import { linePlotSvg } from '../svgPlot.js';
 
 /** The model-based algorithms with a learned policy that `mbrl train --algo` runs. */
-export const POLICY_ALGOS = ['me-trpo', 'mb-mpo'] as const;
+export const POLICY_ALGOS = ['me-trpo', 'mb-mpo', 'model-gradient'] as const;
 export type PolicyAlgo = (typeof POLICY_ALGOS)[number];
 
-type AnyConfig = MeTrpoConfig | MbMpoConfig;
-type AnyState = MeTrpoState | MbMpoState;
-type AnyMetrics = MeTrpoIterationMetrics | MbMpoIterationMetrics;
+type AnyConfig = MeTrpoConfig | MbMpoConfig | ModelGradientConfig;
+type AnyState = MeTrpoState | MbMpoState | ModelGradientState;
+type AnyMetrics = MeTrpoIterationMetrics | MbMpoIterationMetrics | ModelGradientIterationMetrics;
 
 /** What the checkpoint's `state` holds besides the models and the buffer. */
 interface SavedState {
@@ -30,11 +31,12 @@ interface SavedState {
 }
 
 /**
- * `mbrl train --algo me-trpo|mb-mpo`: the run loop with a checkpoint (policy, ensemble, buffer,
+ * `mbrl train --algo me-trpo|mb-mpo|model-gradient`: the run loop with a checkpoint (policy, ensemble, buffer,
  * RNG state, history) after every iteration, metrics.jsonl and curve.svg, and `--resume`.
  */
 export async function runPolicyAlgo(algo: PolicyAlgo, values: Record<string, unknown>): Promise<number> {
-  const make = (o: Record<string, unknown>): AnyConfig => (algo === 'me-trpo' ? makeMeTrpoConfig(o as MeTrpoOverrides) : makeMbMpoConfig(o as MbMpoOverrides));
+  const make = (o: Record<string, unknown>): AnyConfig =>
+    algo === 'me-trpo' ? makeMeTrpoConfig(o as MeTrpoOverrides) : algo === 'mb-mpo' ? makeMbMpoConfig(o as MbMpoOverrides) : makeModelGradientConfig(o as ModelGradientOverrides);
   let runDir: string;
   let config: AnyConfig;
   let resumeCkpt: Awaited<ReturnType<typeof loadPolicyCheckpoint>> | undefined;
@@ -110,7 +112,9 @@ export async function runPolicyAlgo(algo: PolicyAlgo, values: Record<string, unk
     const state =
       algo === 'me-trpo'
         ? await trainMeTrpo(config as MeTrpoConfig, env, { log, onIteration }, resume as MeTrpoState | undefined)
-        : await trainMbMpo(config as MbMpoConfig, env, { log, onIteration }, resume as MbMpoState | undefined);
+        : algo === 'mb-mpo'
+          ? await trainMbMpo(config as MbMpoConfig, env, { log, onIteration }, resume as MbMpoState | undefined)
+          : await trainModelGradient(config as ModelGradientConfig, env, { log, onIteration }, resume as ModelGradientState | undefined);
     const last = state.history[state.history.length - 1];
     process.stdout.write(`${JSON.stringify({ runDir, envSteps: state.envSteps, iterations: state.iteration, lastEvalReturn: last?.evalReturn ?? null })}\n`);
     return 0;
