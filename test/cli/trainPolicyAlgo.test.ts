@@ -1,4 +1,4 @@
-// `mbrl train --algo me-trpo|mb-mpo`: checkpoints after every iteration, a resumed run equals an
+// `mbrl train --algo me-trpo|mb-mpo|model-gradient`: checkpoints after every iteration, a resumed run equals an
 // uninterrupted one, and the trained policy exports to ONNX and evaluates from the file. Tiny
 // budgets: this tests the plumbing, not learning (the learning tests are in test/algorithms).
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,6 +14,11 @@ const tiny = join(dir, 'tiny.json');
 writeFileSync(tiny, JSON.stringify({ imaginedSteps: 600, imaginedEnvs: 6, maxPolicyIterations: 2, validationStarts: 3, evalEpisodes: 1, fit: { maxEpochs: 3 } }));
 const tinyMbMpo = join(dir, 'tiny-mbmpo.json');
 writeFileSync(tinyMbMpo, JSON.stringify({ trajectoriesPerTask: 3, imaginedHorizon: 20, metaStepsPerIteration: 1, evalEpisodes: 1, fit: { maxEpochs: 3 } }));
+const tinyMg = join(dir, 'tiny-mg.json');
+writeFileSync(
+  tinyMg,
+  JSON.stringify({ realEpisodesPerIteration: 1, ensemble: { hidden: [16, 16] }, mgSteps: 2, segmentLength: 10, policyIterations: 2, imaginedSteps: 200, imaginedEnvs: 4, evalEpisodes: 1, fit: { maxEpochs: 3 } }),
+);
 
 /** metrics.jsonl without wall-clock fields. */
 function metrics(runDir: string): unknown[] {
@@ -72,5 +77,28 @@ describe('mbrl train --algo mb-mpo', () => {
     const m = metrics(whole) as { evalReturn: number; evalReturnAdapted: number }[];
     expect(m).toHaveLength(2);
     expect(Number.isFinite(m[1].evalReturn) && Number.isFinite(m[1].evalReturnAdapted)).toBe(true);
+  }, 300_000);
+});
+
+describe('mbrl train --algo model-gradient', () => {
+  it('trains, checkpoints, resumes exactly and exports the policy', async () => {
+    const whole = join(dir, 'mg-whole');
+    const split = join(dir, 'mg-split');
+    const first = await run(['train', '--algo', 'model-gradient', '--steps', '400', '--seed', '1', '--out', whole, '--config', tinyMg, '--quiet']);
+    expect(first.code, first.err).toBe(0);
+    const half = await run(['train', '--algo', 'model-gradient', '--steps', '200', '--seed', '1', '--out', split, '--config', tinyMg, '--quiet']);
+    expect(half.code, half.err).toBe(0);
+    const resumed = await run(['train', '--algo', 'model-gradient', '--resume', split, '--steps', '400', '--quiet']);
+    expect(resumed.code, resumed.err).toBe(0);
+    expect(metrics(split)).toEqual(metrics(whole));
+    const m = metrics(whole) as { envSteps: number; evalReturn: number }[];
+    expect(m.map((x) => x.envSteps)).toEqual([200, 400]);
+    expect(Number.isFinite(m[1].evalReturn)).toBe(true);
+    const onnx = join(dir, 'mg.onnx');
+    const ex = await run(['export', '--checkpoint', whole, '--out', onnx]);
+    expect(ex.code, ex.err).toBe(0);
+    const ev = await run(['eval', '--model', onnx, '--episodes', '1', '--json', '--quiet']);
+    expect(ev.code, ev.err).toBe(0);
+    expect(Number.isFinite((JSON.parse(ev.out) as { meanReturn: number }).meanReturn)).toBe(true);
   }, 300_000);
 });
