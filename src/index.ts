@@ -196,3 +196,7 @@ export { DdsTransport, CYCLONE_LOCALHOST_CONFIG, type DdsTransportOptions, type 
 export { DdsError } from './transports/dds/cyclone.js';
 export { rosCodec, ddsTopicName, ddsTypeName, DDS_NODE_TYPES } from './transports/dds/rosCodec.js';
 export { buildRawCdrShim } from './transports/dds/rawCdrShim.js';
+export { SimTransport } from './transports/sim.js';
+export { MqttTransport } from './transports/mqtt.js';
+export { Learner, makeLearnerConfig, LEARNER_DEFAULTS, type LearnerConfig } from './node/learner.js';
+export { BufferSegments } from './node/bufferSegments.js';
