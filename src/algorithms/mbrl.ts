@@ -22,7 +22,7 @@ import { envSpec } from '../envs/registry.js';
 import { DynamicsEnsemble, makeEnsembleConfig, type EnsembleConfig } from '../models/ensemble.js';
 import { OrtEnsemblePredictor } from '../models/ensembleOnnx.js';
 import { ModelEnv, type Propagation } from '../models/modelEnv.js';
-import { fitEnsemble, EnsembleFitError, makeEnsembleFitConfig, type EnsembleFitConfig, type EnsembleFitResult } from '../models/trainer.js';
+import { fitEnsemble, EnsembleFitError, makeEnsembleFitConfig, type EnsembleFitConfig, type EnsembleFitResult, type EnsembleEpochReport } from '../models/trainer.js';
 import { selectMembers, type EnsembleWeights } from '../models/types.js';
 import { asPlanningAgent, type PlanningAgent } from '../planning/planningAgent.js';
 import { CEM_DEFAULTS, makeCemConfig } from '../planning/cem.js';
@@ -315,6 +315,7 @@ export async function trainPets(config: PetsConfig, env: Env, hooks: PetsHooks =
  * finite holdout loss) leaves the ensemble as it was, so when a previous fit succeeded the caller
  * keeps that model and reports `error`; before any good fit it rethrows.
  * @param rng the fit's generator (pass a fork, so the caller's stream advances the same either way)
+ * @param onEpoch called after every epoch (a learner thread's heartbeat)
  */
 export async function refitKeepingLastGood(
   ensemble: DynamicsEnsemble,
@@ -322,9 +323,10 @@ export async function refitKeepingLastGood(
   fitConfig: Partial<EnsembleFitConfig>,
   rng: Rng,
   hasLastGood: boolean,
+  onEpoch?: (report: EnsembleEpochReport) => void,
 ): Promise<{ fit: EnsembleFitResult; error?: undefined } | { fit: null; error: string }> {
   try {
-    return { fit: await fitEnsemble(ensemble, bufferFitData(buffer), fitConfig, rng) };
+    return { fit: await fitEnsemble(ensemble, bufferFitData(buffer), fitConfig, rng, onEpoch) };
   } catch (err) {
     if (!(err instanceof EnsembleFitError) || !hasLastGood) throw err;
     return { fit: null, error: err.message };

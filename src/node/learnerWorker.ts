@@ -118,6 +118,8 @@ export class LearnerCore {
   #lastRefitMs = performance.now();
   #fitting = false;
   #fault: LearnerFault | null = null;
+  /** Called after every epoch of a fit (the thread's heartbeat while it fits). */
+  onFitEpoch: (() => void) | null = null;
 
   /**
    * @param good the last promoted model, or null
@@ -197,7 +199,7 @@ export class LearnerCore {
       }
       let refit;
       try {
-        refit = await refitKeepingLastGood(this.#ensemble, this.#train, { ...this.config.fit }, this.#rng.fork(), this.#good !== null);
+        refit = await refitKeepingLastGood(this.#ensemble, this.#train, { ...this.config.fit }, this.#rng.fork(), this.#good !== null, () => this.onFitEpoch?.());
       } catch (err) {
         return { kind: 'rejected', reason: `fit failed: ${(err as Error).message}`, gateLoss: null, previousGateLoss: null };
       }
@@ -370,6 +372,7 @@ function serve(port: NonNullable<typeof parentPort>): void {
     switch (msg.kind) {
       case 'init':
         core = new LearnerCore(msg.config, msg.good, msg.firstIndex);
+        core.onFitEpoch = () => post({ kind: 'heartbeat', fitting: true, rows: core ? core.rows.train + core.rows.gate : 0 });
         if (msg.data !== null) core.add(msg.data);
         setInterval(heartbeat, msg.config.heartbeatMs);
         if (msg.config.refitEverySec !== null) setInterval(() => void maybeRefit(), Math.min(1000, msg.config.refitEverySec * 1000));
