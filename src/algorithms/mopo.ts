@@ -234,7 +234,9 @@ export async function trainMopo(config: MopoConfig, data: OfflineData, env: Env,
   } else {
     const ensemble = new DynamicsEnsemble({ obsDim, actDim, rng: new Rng(config.seed, 1), config: config.ensemble });
     try {
-      fit = await fitEnsemble(ensemble, { obs: data.observations, act: data.actions, nextObs: data.next_observations, reward: data.rewards, n: size }, config.fit, rng.fork());
+      fit = await fitEnsemble(ensemble, { obs: data.observations, act: data.actions, nextObs: data.next_observations, reward: data.rewards, n: size }, config.fit, rng.fork(), (e) =>
+        log(`mopo: ensemble fit epoch ${e.epoch}: holdout [${e.holdoutLoss.map((x) => x.toFixed(4)).join(', ')}], ${e.seconds.toFixed(1)} s`),
+      );
       weights = ensemble.toWeights();
     } finally {
       ensemble.dispose();
