@@ -6,9 +6,9 @@ import { ValidationError } from '../../core/errors.js';
 import { Rng } from '../../core/rng.js';
 import { parseBagMapping } from '../../data/bagMapping.js';
 import { loadBuffer } from '../../data/bufferStore.js';
+import { D4RL_RECIPES, collectDataset, mediumExpertDataset, mediumReplayDataset, policyDataset, randomDataset, type D4rlRecipe } from '../../data/d4rlRecipes.js';
 import type { DatasetMetadata } from '../../data/dataset.js';
 import { OfflineDataset } from '../../data/dataset.js';
-import { DatasetBuilder } from '../../data/datasetBuilder.js';
 import { datasetStats, type DatasetStats } from '../../data/datasetStats.js';
 import { loadHdf5Dataset, saveHdf5Dataset } from '../../data/hdf5Dataset.js';
 import { loadRosbagDataset, type BagImportReport } from '../../data/rosbagDataset.js';
@@ -17,7 +17,7 @@ import { makeEnv } from '../../envs/registry.js';
 import { GaussianMlpPolicy } from '../../policies/gaussianMlpPolicy.js';
 import { OnnxPolicy } from '../../policies/onnxPolicy.js';
 import { UsageError, intFlag, stringFlag, type Command } from '../args.js';
-import { loadCheckpoint, loadCheckpointModels } from '../checkpoint.js';
+import { loadCheckpoint, loadCheckpointModels, loadPolicyCheckpoint } from '../checkpoint.js';
 import { parsePhysicsFlag } from '../physicsFlag.js';
 import { Progress } from '../progress.js';
 
@@ -29,7 +29,30 @@ const SOURCES = ['h5', 'jsonl', 'csv', 'bag', 'buffer'] as const;
 const SUBCOMMAND_FLAGS: Record<string, readonly string[]> = {
   import: ['from', 'mapping', 'out', 'env', 'policy', 'delimiter', 'compression', 'json'],
   info: ['json'],
-  collect: ['env', 'policy', 'steps', 'seed', 'out', 'physics', 'mjcf-dir', 'compression', 'json', 'quiet'],
+  collect: ['recipe', 'env', 'policy', 'steps', 'seed', 'out', 'physics', 'mjcf-dir', 'from', 'medium', 'expert', 'compression', 'json', 'quiet'],
+};
+
+/** Flags of `collect` that every recipe accepts. */
+const COLLECT_COMMON = ['recipe', 'out', 'compression', 'json', 'quiet'];
+
+/** Per recipe: the flags it requires, and the others it accepts (besides `COLLECT_COMMON`). */
+const RECIPE_FLAGS: Record<D4rlRecipe | 'none', { required: string[]; optional: string[] }> = {
+  none: { required: ['env', 'policy', 'steps'], optional: ['seed', 'physics', 'mjcf-dir'] },
+  random: { required: ['env', 'steps'], optional: ['policy', 'seed', 'physics', 'mjcf-dir'] },
+  medium: { required: ['env', 'policy', 'steps'], optional: ['seed', 'physics', 'mjcf-dir'] },
+  expert: { required: ['env', 'policy', 'steps'], optional: ['seed', 'physics', 'mjcf-dir'] },
+  'medium-replay': { required: ['from'], optional: ['env'] },
+  'medium-expert': { required: ['medium', 'expert'], optional: ['env'] },
+};
+
+/** What each flag holds, for "is required" messages. */
+const FLAG_WHAT: Record<string, string> = {
+  env: "a task id, see 'mbrl envs'",
+  policy: 'random, FILE.onnx or a checkpoint directory',
+  steps: 'an integer ≥ 1',
+  from: 'a checkpoint directory whose run saved its replay buffer',
+  medium: 'the medium FILE.h5',
+  expert: 'the expert FILE.h5',
 };
 
 /**
@@ -43,6 +66,10 @@ export const datasetCommand: Command = {
     'mbrl dataset import --from h5|jsonl|csv|bag|buffer FILE [--mapping FILE] --out FILE.h5 [--env ID] [--policy NAME] [--json]',
     '       mbrl dataset info FILE.h5 [--json]',
     '       mbrl dataset collect --env ID --policy random|FILE.onnx|CHECKPOINT_DIR --steps N [--seed S] --out FILE.h5 [--json]',
+    '       mbrl dataset collect --recipe random --env ID --steps N [--seed S] --out FILE.h5',
+    '       mbrl dataset collect --recipe medium|expert --env ID --policy FILE.onnx|CHECKPOINT_DIR --steps N [--seed S] --out FILE.h5',
+    '       mbrl dataset collect --recipe medium-replay --from CHECKPOINT_DIR --out FILE.h5',
+    '       mbrl dataset collect --recipe medium-expert --medium FILE.h5 --expert FILE.h5 --out FILE.h5',
   ].join('\n'),
   description:
     'import: jsonl and csv need a column mapping (YAML or JSON: observations, actions, rewards, terminals, timeouts, episode,\n' +
@@ -51,12 +78,19 @@ export const datasetCommand: Command = {
     "  next row's observation inside its episode and the last row of every episode is dropped.\n" +
     'info: rows, episodes, return statistics, per-dimension ranges, and the next-observation alignment check.\n' +
     'collect: episode k is reset with seed S+k; the random policy draws from a generator seeded with S; a policy checkpoint\n' +
-    "  acts deterministically (the Gaussian's mean); a PETS checkpoint plans. The last episode is cut at N steps (timeouts = 1).",
+    "  acts deterministically (the Gaussian's mean); a PETS checkpoint plans. The last episode is cut at N steps (timeouts = 1).\n" +
+    "--recipe: D4RL's datasets (Fu et al. 2020), named like D4RL's (pendulum-medium): random (uniform random actions); medium\n" +
+    '  (a policy trained to about a third of the expert return) and expert; medium-replay (the replay buffer saved in the\n' +
+    "  medium policy's checkpoint, episodes kept whole); medium-expert (a medium and an expert file of equal size, concatenated).\n" +
+    '  Each stamps metadata recipe, name, envId, policy, steps, meanReturn (over the episodes that ended in the environment).',
   options: {
-    from: { type: 'string', valueName: 'KIND', help: 'import: the input format, h5, jsonl, csv, bag or buffer.' },
+    from: { type: 'string', valueName: 'KIND|DIR', help: 'import: the input format, h5, jsonl, csv, bag or buffer; collect --recipe medium-replay: the checkpoint directory.' },
+    medium: { type: 'string', valueName: 'FILE.h5', help: 'collect --recipe medium-expert: the medium dataset.' },
+    expert: { type: 'string', valueName: 'FILE.h5', help: 'collect --recipe medium-expert: the expert dataset (as many rows as the medium one).' },
     mapping: { type: 'string', valueName: 'FILE', help: 'import: the column (jsonl/csv) or topic (bag) mapping, YAML or JSON.' },
     out: { type: 'string', valueName: 'FILE.h5', help: 'import, collect: the HDF5 file to write (atomically).' },
-    env: { type: 'string', valueName: 'ID', help: "collect: task id (see 'mbrl envs'); import: recorded as metadata envId." },
+    recipe: { type: 'string', valueName: 'R', help: `collect: a D4RL recipe, ${D4RL_RECIPES.join(', ')}.` },
+    env: { type: 'string', valueName: 'ID', help: "collect: task id (see 'mbrl envs'; checked against --from/--medium/--expert); import: recorded as metadata envId." },
     policy: { type: 'string', valueName: 'P', help: 'collect: random, an exported FILE.onnx or a checkpoint directory; import: recorded as metadata.' },
     steps: { type: 'string', valueName: 'N', help: 'collect: environment steps to record.' },
     seed: { type: 'string', valueName: 'S', help: 'collect: seed of the first episode and of the random policy.', default: '0' },
@@ -158,49 +192,98 @@ interface CollectAgent {
 
 async function collect(rest: string[], values: Values): Promise<number> {
   if (rest.length > 0) throw new UsageError(`mbrl dataset collect: unexpected argument "${rest[0]}"`);
-  const id = stringFlag(values, 'env', "a task id, see 'mbrl envs'");
-  const policyArg = stringFlag(values, 'policy', 'random, FILE.onnx or a checkpoint directory');
-  const steps = intFlag(values, 'steps', 1);
-  const seed = intFlag(values, 'seed', 0);
+  const recipe = values.recipe === undefined ? undefined : (values.recipe as string);
+  if (recipe !== undefined && !(D4RL_RECIPES as readonly string[]).includes(recipe)) throw new UsageError(`--recipe ${recipe}: expected one of ${D4RL_RECIPES.join(', ')}`);
+  const rules = RECIPE_FLAGS[(recipe as D4rlRecipe | undefined) ?? 'none'];
+  const label = recipe === undefined ? 'mbrl dataset collect' : `mbrl dataset collect --recipe ${recipe}`;
+  for (const [k, v] of Object.entries(values)) {
+    const isDefault = datasetCommand.options[k]?.default !== undefined && v === datasetCommand.options[k].default;
+    if (v === undefined || v === false || isDefault) continue;
+    if (!COLLECT_COMMON.includes(k) && !rules.required.includes(k) && !rules.optional.includes(k)) {
+      throw new UsageError(`${label}: --${k} does not apply (options: ${[...rules.required, ...rules.optional, ...COLLECT_COMMON.filter((f) => f !== 'recipe')].map((f) => `--${f}`).join(', ')})`);
+    }
+  }
+  for (const k of rules.required) stringFlag(values, k, FLAG_WHAT[k] ?? 'a value');
   const out = stringFlag(values, 'out', 'the FILE.h5 to write');
   const compression = intFlag(values, 'compression', 0);
-  const env = await makeEnv(id, { physics: parsePhysicsFlag(values.physics as string | undefined), ...(values['mjcf-dir'] ? { mjcfDir: values['mjcf-dir'] as string } : {}) });
-  let agent: CollectAgent | undefined;
-  try {
-    agent = await makeCollectAgent(policyArg, env, id, seed);
-    const builder = new DatasetBuilder(env.observationSpace.dim, env.actionSpace.dim, Math.min(steps, 1 << 20));
-    const progress = new Progress(`collect ${id}`, steps, { quiet: values.quiet === true });
-    const returns: number[] = [];
-    let episode = 0;
-    while (builder.size < steps) {
-      let { obs } = env.reset({ seed: seed + episode });
-      agent.reset();
-      let ret = 0;
-      for (;;) {
-        const action = Float64Array.from(await agent.act(obs));
-        const s = env.step(action);
-        ret += s.reward;
-        // Cut at the step budget: the last row is then a timeout, never terminal by mistake.
-        const timeout = !s.terminated && (s.truncated || builder.size + 1 >= steps);
-        builder.append({ observation: obs, action, reward: s.reward, nextObservation: s.obs, terminal: s.terminated, timeout }, `${id} step ${builder.size}`);
-        obs = s.obs;
-        if (builder.size % 100 === 0) progress.update(builder.size, `episode ${episode}`);
-        if (s.terminated || timeout) break;
-      }
-      returns.push(ret);
-      episode++;
-    }
-    progress.update(steps);
-    const dataset = builder.build({ envId: id, source: 'mbrl dataset collect', policy: agent.description, seed: String(seed), steps: String(steps) });
-    await saveHdf5Dataset(dataset, out, { compression });
-    const stats = datasetStats(dataset);
-    if (values.json) process.stdout.write(`${JSON.stringify({ out, env: id, policy: agent.description, seed, rows: stats.rows, episodes: stats.episodes, returns: stats.returns })}\n`);
-    else process.stdout.write(`${id}: ${stats.rows} steps in ${stats.episodes} episodes with ${agent.description}, return ${stats.returns.mean.toFixed(2)} ± ${stats.returns.std.toFixed(2)} → ${out}\n`);
-    return 0;
-  } finally {
-    agent?.dispose();
-    env.close();
+  if (recipe === 'random' && values.policy !== undefined && values.policy !== 'random') {
+    throw new UsageError(`${label}: --policy ${String(values.policy)} does not apply (the random recipe acts uniformly at random; for a trained policy use --recipe medium or expert)`);
   }
+  if ((recipe === 'medium' || recipe === 'expert') && values.policy === 'random') {
+    throw new UsageError(`${label}: --policy must be a trained policy (FILE.onnx or a checkpoint directory), not random; use --recipe random`);
+  }
+
+  let dataset: OfflineDataset;
+  let seed: number | undefined;
+  if (recipe === 'medium-replay') {
+    dataset = await mediumReplayFromCheckpoint(values.from as string, values.env as string | undefined);
+  } else if (recipe === 'medium-expert') {
+    const [medium, expert] = [(await loadHdf5Dataset(values.medium as string)).dataset, (await loadHdf5Dataset(values.expert as string)).dataset];
+    const tag = (ds: OfflineDataset, file: string): OfflineDataset => new OfflineDataset(ds, { obsDim: ds.obsDim, actDim: ds.actDim, metadata: { ...ds.metadata, source: file } });
+    dataset = mediumExpertDataset(tag(medium, values.medium as string), tag(expert, values.expert as string));
+    if (values.env !== undefined && dataset.metadata.envId !== values.env) {
+      throw new ValidationError(label, '--env', `the datasets hold ${String(dataset.metadata.envId)}, not ${String(values.env)}`);
+    }
+  } else {
+    const id = values.env as string;
+    const steps = intFlag(values, 'steps', 1);
+    seed = intFlag(values, 'seed', 0);
+    const env = await makeEnv(id, { physics: parsePhysicsFlag(values.physics as string | undefined), ...(values['mjcf-dir'] ? { mjcfDir: values['mjcf-dir'] as string } : {}) });
+    let agent: CollectAgent | undefined;
+    try {
+      const progress = new Progress(`collect ${id}`, steps, { quiet: values.quiet === true });
+      const onProgress = (rows: number, episode: number): void => progress.update(rows, `episode ${episode}`);
+      const metadata = { source: 'mbrl dataset collect' };
+      if (recipe === 'random') {
+        dataset = await randomDataset(env, { steps, seed, onProgress, metadata });
+      } else {
+        agent = await makeCollectAgent(values.policy as string, env, id, seed);
+        dataset =
+          recipe === undefined
+            ? (await collectDataset(env, agent, { steps, seed, onProgress }, { envId: id, ...metadata, policy: agent.description, seed: String(seed), steps: String(steps) })).dataset
+            : await policyDataset(env, agent, { steps, seed, onProgress, metadata, policy: agent.description, recipe: recipe as 'medium' | 'expert' });
+      }
+      progress.update(steps);
+    } finally {
+      agent?.dispose();
+      env.close();
+    }
+  }
+
+  await saveHdf5Dataset(dataset, out, { compression });
+  const stats = datasetStats(dataset);
+  const meta = dataset.metadata;
+  const policy = meta.policy ?? '?';
+  if (recipe === undefined) {
+    if (values.json) process.stdout.write(`${JSON.stringify({ out, env: meta.envId, policy, seed, rows: stats.rows, episodes: stats.episodes, returns: stats.returns })}\n`);
+    else process.stdout.write(`${meta.envId}: ${stats.rows} steps in ${stats.episodes} episodes with ${policy}, return ${stats.returns.mean.toFixed(2)} ± ${stats.returns.std.toFixed(2)} → ${out}\n`);
+    return 0;
+  }
+  const meanReturn = Number(meta.meanReturn);
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify({ out, recipe, name: meta.name, env: meta.envId, policy, ...(seed !== undefined ? { seed } : {}), rows: stats.rows, episodes: stats.episodes, meanReturn, returnEpisodes: Number(meta.returnEpisodes), alignment: stats.alignment })}\n`);
+  } else {
+    const lines = [`${meta.name}: ${stats.rows} steps in ${stats.episodes} episodes from ${policy}, mean return ${meanReturn.toFixed(2)} over ${meta.returnEpisodes} complete episodes → ${out}`];
+    if (stats.alignment.mismatches > 0) lines.push(`warning: ${alignmentLine(stats)}`);
+    process.stdout.write(`${lines.join('\n')}\n`);
+  }
+  return 0;
+}
+
+/**
+ * D4RL's medium-replay from a policy checkpoint whose run saved its replay buffer (`buffer/`).
+ * @throws ValidationError when it holds no buffer or `--env` names another task
+ */
+async function mediumReplayFromCheckpoint(dir: string, env: string | undefined): Promise<OfflineDataset> {
+  const where = 'mbrl dataset collect --recipe medium-replay';
+  const ckpt = await loadPolicyCheckpoint(dir);
+  const { kind, env: envId } = ckpt.config;
+  if (env !== undefined && env !== envId) throw new ValidationError(where, '--env', `${dir} was trained on ${envId}, not ${env}`);
+  if (!ckpt.buffer || ckpt.buffer.size === 0) {
+    throw new ValidationError(where, '--from', `${dir} holds no replay buffer (checkpoint/buffer/); medium-replay needs the checkpoint of a run that saved its training buffer`);
+  }
+  // The buffer dropped its oldest rows when the run took more steps than it holds.
+  return mediumReplayDataset(ckpt.buffer, { envId, policy: `${dir} (${kind}, ${ckpt.envSteps} steps)`, firstEpisodePartial: ckpt.envSteps > ckpt.buffer.size });
 }
 
 /** random | FILE.onnx | a checkpoint directory (a learned policy, or PETS's planner). */
