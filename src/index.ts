@@ -200,3 +200,4 @@ export { SimTransport } from './transports/sim.js';
 export { MqttTransport } from './transports/mqtt.js';
 export { Learner, makeLearnerConfig, LEARNER_DEFAULTS, type LearnerConfig } from './node/learner.js';
 export { BufferSegments } from './node/bufferSegments.js';
+export { trainMbpo, makeMbpoConfig, mixedReplayBatch, rolloutLengthAt, modelBufferCapacity, MBPO_DEFAULTS, MBPO_ENV_OVERRIDES, type MbpoConfig, type MbpoOverrides, type MbpoState, type MbpoEpisodeMetrics, type MbpoHooks, type MbpoResult, type RolloutSchedule } from './algorithms/mbpo.js';

@@ -56,3 +56,4 @@ export type { McapFile } from './mcapFile.js';
 export { Ros2MessageDecoder, bagFiles, openMcapFile } from './mcapFile.js';
 export type { BagImportReport, BagTopicReport } from './rosbagDataset.js';
 export { loadRosbagDataset } from './rosbagDataset.js';
+export { D4RL_RECIPES, d4rlDatasetName, collectDataset, randomDataset, policyDataset, mediumReplayDataset, mediumExpertDataset, type D4rlRecipe, type CollectAgent, type CollectOptions, type CollectResult, type RecipeCollectOptions } from './d4rlRecipes.js';
