@@ -370,7 +370,8 @@ export interface MbpoResult {
  * Runs (or resumes) MBPO on `env` until `config.steps` real steps. Deterministic for a seed;
  * a run resumed from a state given to `onEpisode` continues exactly as the uninterrupted one.
  * @param env the real system, made by the caller (also used for the evaluation episodes)
- * @param resume a state from `onEpisode` (a checkpoint); its config must equal `config`
+ * @param resume a state from `onEpisode` (a checkpoint); its config must equal `config` but for
+ *   `steps`, which may be raised
  * @example
  * const config = makeMbpoConfig({ env: 'Pendulum-v1', seed: 0 });
  * const { state, agent } = await trainMbpo(config, await makeEnv(config.env), { log: console.log });
@@ -388,11 +389,14 @@ export async function trainMbpo(config: MbpoConfig, env: Env, hooks: MbpoHooks =
   const agent = new SacAgent({ obsDim: D, actionSpace: env.actionSpace, config: { ...pickSacAgentConfig(SAC_DEFAULTS), ...config.sac }, rng: new Rng(config.seed, 1) });
   let state: MbpoState;
   if (resume) {
-    if (JSON.stringify(resume.config) !== JSON.stringify(config)) {
+    // `steps` alone may differ: a run may be continued past its budget (the real buffer grown to fit).
+    if (JSON.stringify({ ...resume.config, steps: config.steps }) !== JSON.stringify(config)) {
       agent.dispose();
-      throw new ValidationError(where, 'resume.config', "differs from the config of this run; resume with the checkpoint's own config");
+      throw new ValidationError(where, 'resume.config', "differs from the config of this run (other than steps); resume with the checkpoint's own config");
     }
-    state = resume;
+    state = { ...resume, config };
+    const capacity = Math.min(config.bufferCapacity, config.steps);
+    if (state.buffer.capacity < capacity) state.buffer = resizedBuffer(state.buffer, capacity);
     agent.setState(resume.agent);
     rng.setState(resume.rng);
   } else {

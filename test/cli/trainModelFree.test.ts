@@ -105,7 +105,7 @@ describe('mbrl train --algo trpo', () => {
     expect(p.err).toMatch(/--particles applies to --algo pets only/);
     const u = await run(['train', '--algo', 'a2c', '--quiet']);
     expect(u.code).toBe(2);
-    expect(u.err).toMatch(/expected pets, me-trpo, mb-mpo, trpo or ppo/);
+    expect(u.err).toMatch(/expected pets, me-trpo, mb-mpo, model-gradient, mbpo, trpo or ppo/);
   });
 });
 

@@ -9,6 +9,7 @@ import { loadCheckpoint, saveCheckpoint } from '../checkpoint.js';
 import { parsePhysicsFlag } from '../physicsFlag.js';
 import { Progress } from '../progress.js';
 import { linePlotSvg } from '../svgPlot.js';
+import { runMbpo } from './trainMbpo.js';
 import { MODEL_FREE_ALGOS, runModelFree, type ModelFreeAlgo } from './trainModelFree.js';
 import { POLICY_ALGOS, runPolicyAlgo, type PolicyAlgo } from './trainPolicyAlgo.js';
 
@@ -16,13 +17,13 @@ const PLANNERS: Record<string, 'cem' | 'mppi' | 'randomShooting'> = { cem: 'cem'
 
 /**
  * `mbrl train`: the model-based loop (PETS: ensemble + planner), ME-TRPO and MB-MPO (ensemble +
- * learned policy) or the model-free baselines TRPO and PPO on a built-in simulator, with metrics,
+ * learned policy), MBPO (ensemble + SAC) or the model-free baselines TRPO and PPO on a built-in simulator, with metrics,
  * a learning-curve plot and a checkpoint after every episode or iteration, resumable after a crash.
  */
 export const trainCommand: Command = {
   name: 'train',
-  summary: 'Train on a built-in simulator: model-based (PETS: ensemble + planner; ME-TRPO, MB-MPO: ensemble + learned policy) or model-free (TRPO, PPO).',
-  usage: 'mbrl train [--env ID] [--algo pets|me-trpo|mb-mpo|model-gradient|trpo|ppo] [--steps N] [--seed S] [--out DIR] [--resume DIR] [options]',
+  summary: 'Train on a built-in simulator: model-based (PETS: ensemble + planner; ME-TRPO, MB-MPO: ensemble + learned policy; MBPO: ensemble + SAC) or model-free (TRPO, PPO).',
+  usage: 'mbrl train [--env ID] [--algo pets|me-trpo|mb-mpo|model-gradient|mbpo|trpo|ppo] [--steps N] [--seed S] [--out DIR] [--resume DIR] [options]',
   description:
     'Writes DIR/metrics.jsonl (one line per episode: env steps, return, holdout loss per member, fit and plan time),\n' +
     'DIR/curve.svg (return vs env steps), DIR/config.json and DIR/checkpoint/ (config, weights, buffer, RNG state).\n' +
@@ -30,12 +31,14 @@ export const trainCommand: Command = {
     "Defaults: Pendulum-v1, seed 0, out runs/<env>-<algo>-s<seed>, steps from the task's config (Pendulum PETS: 2000).\n" +
     'ME-TRPO, MB-MPO and Model Gradient checkpoint their policy, ensemble and buffer after every iteration; curve.svg plots the\n' +
     "deterministic policy's evaluation return; 'mbrl export --checkpoint DIR' writes the policy as ONNX.\n" +
+    "MBPO checkpoints SAC's actor (the policy), its critics and optimiser, the ensemble and the real and model buffers\n" +
+    "after every real episode; curve.svg plots training and evaluation returns; a resumed run equals an uninterrupted one.\n" +
     "TRPO and PPO (model-free, on the config's numEnvs copies) checkpoint their policy, baseline or value function,\n" +
     'optimizer, RNG state and environments after every iteration (metrics.jsonl: one line per iteration with env\n' +
     "steps, return, KL, ...; curve.svg: the training episodes' return); a resumed run equals an uninterrupted one.",
   options: {
     env: { type: 'string', valueName: 'ID', help: "Task id (see 'mbrl envs').", default: 'Pendulum-v1' },
-    algo: { type: 'string', valueName: 'NAME', help: 'Algorithm: pets, me-trpo, mb-mpo, model-gradient, trpo or ppo.', default: 'pets' },
+    algo: { type: 'string', valueName: 'NAME', help: 'Algorithm: pets, me-trpo, mb-mpo, model-gradient, mbpo, trpo or ppo.', default: 'pets' },
     steps: { type: 'string', valueName: 'N', help: 'Real environment steps in total.' },
     seed: { type: 'string', valueName: 'S', help: 'Seed of everything.', default: '0' },
     out: { type: 'string', valueName: 'DIR', help: 'Run directory (default runs/<env>-<algo>-s<seed>).' },
@@ -54,13 +57,15 @@ export const trainCommand: Command = {
     if (positionals.length > 0) throw new UsageError(`mbrl train: unexpected argument "${positionals[0]}"`);
     const policyAlgo = (POLICY_ALGOS as readonly string[]).includes(values.algo as string);
     const modelFree = (MODEL_FREE_ALGOS as readonly string[]).includes(values.algo as string);
-    if (policyAlgo || modelFree) {
+    const mbpo = values.algo === 'mbpo';
+    if (policyAlgo || modelFree || mbpo) {
       for (const flag of ['planner', 'horizon', 'population', 'particles', 'propagation']) {
         if (values[flag] !== undefined) throw new UsageError(`--${flag} applies to --algo pets only`);
       }
+      if (mbpo) return runMbpo(values);
       return policyAlgo ? runPolicyAlgo(values.algo as PolicyAlgo, values) : runModelFree(values.algo as ModelFreeAlgo, values);
     }
-    if (values.algo !== 'pets') throw new UsageError(`--algo ${String(values.algo)}: expected pets, me-trpo, mb-mpo, model-gradient, trpo or ppo`);
+    if (values.algo !== 'pets') throw new UsageError(`--algo ${String(values.algo)}: expected pets, me-trpo, mb-mpo, model-gradient, mbpo, trpo or ppo`);
     let resume: PetsState | undefined;
     let runDir: string;
     let config;
