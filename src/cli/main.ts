@@ -8,10 +8,11 @@ import { exportCommand } from './commands/export.js';
 import { offlineCommand } from './commands/offline.js';
 import { reportCommand } from './commands/report.js';
 import { rolloutCommand } from './commands/rollout.js';
+import { runCommand } from './commands/run.js';
 import { trainCommand } from './commands/train.js';
 
 /** Every `mbrl` command, in the order `mbrl --help` lists them. */
-export const COMMANDS: readonly Command[] = [trainCommand, evalCommand, exportCommand, envsCommand, rolloutCommand, datasetCommand, offlineCommand, benchCommand, reportCommand];
+export const COMMANDS: readonly Command[] = [trainCommand, evalCommand, exportCommand, envsCommand, rolloutCommand, datasetCommand, offlineCommand, runCommand, benchCommand, reportCommand];
 
 function topHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;

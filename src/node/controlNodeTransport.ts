@@ -1,0 +1,112 @@
+/**
+ * The transport a node configuration names, built but not connected: `sim` (the simulator
+ * speaking the configured topics), `mqtt`, `dds`; `ros2` (rclnodejs) is not available yet.
+ */
+import type { SchedulerLike } from 'rxjs';
+import { ValidationError, describe } from '../core/errors.js';
+import type { BagField } from '../data/bagMapping.js';
+import { DdsTransport } from '../transports/dds/ddsTransport.js';
+import { MqttTransport, type MqttQos } from '../transports/mqtt.js';
+import { FLOAT64_MULTI_ARRAY_TYPE, JOINT_STATE_TYPE, SimTransport, TWIST_TYPE, type TwistField } from '../transports/sim.js';
+import type { Transport } from '../transports/transport.js';
+import type { NodeConfig } from './config.js';
+
+/** Where the node publishes its `DiagnosticArray`. */
+export const DIAGNOSTICS_TOPIC = '/diagnostics';
+/** `diagnostic_msgs/msg/DiagnosticArray` */
+export const DIAGNOSTIC_ARRAY_TYPE = 'diagnostic_msgs/msg/DiagnosticArray';
+
+/** Options of `makeNodeTransport`. */
+export interface NodeTransportOptions {
+  /** `sim` only: what drives the simulator's ticks (a `LockstepScheduler` for simulated time). Default: the wall clock. */
+  scheduler?: SchedulerLike;
+  /** Told about the transport's own problems (lost connection, rejected actions). */
+  onError?: (err: Error) => void;
+  /** Looks up `transport.passwordEnv`. Default `process.env`. */
+  env?: Record<string, string | undefined>;
+}
+
+/**
+ * Builds the transport of `config.transport` (not connected).
+ * @throws ValidationError naming the key when the configuration does not fit the transport:
+ *   `ros2` (not available yet), a sim whose sensors or action the simulator cannot speak, an MQTT
+ *   password variable that is not set
+ * @example const transport = makeNodeTransport(loadNodeConfig('launch/pendulum_sim.yaml'));
+ */
+export function makeNodeTransport(config: NodeConfig, options: NodeTransportOptions = {}): Transport {
+  const t = config.transport;
+  const where = 'makeNodeTransport';
+  switch (t.kind) {
+    case 'sim':
+      return simTransport(config, options);
+    case 'mqtt': {
+      const qos = t.qos as MqttQos;
+      const topics = [...config.sensors.map((s) => s.topic), config.action.topic, DIAGNOSTICS_TOPIC];
+      if (config.safety.estop) topics.push(config.safety.estop.topic);
+      if (config.reward.kind === 'topic') topics.push(config.reward.topic);
+      let password: string | undefined;
+      if (t.passwordEnv !== undefined) {
+        password = (options.env ?? process.env)[t.passwordEnv];
+        if (password === undefined) throw new ValidationError(where, 'transport.passwordEnv', `the environment variable ${t.passwordEnv} is not set; expected it to hold the broker password`);
+      }
+      return new MqttTransport({
+        url: t.url,
+        prefix: t.topicPrefix,
+        clientId: t.clientId,
+        topicQos: Object.fromEntries(topics.map((topic) => [topic, qos])),
+        ...(options.onError ? { onError: options.onError } : {}),
+        clientOptions: { ...(t.username !== undefined ? { username: t.username } : {}), ...(password !== undefined ? { password } : {}) },
+      });
+    }
+    case 'dds':
+      return new DdsTransport({ domainId: t.domainId });
+    case 'ros2':
+      throw new ValidationError(where, 'transport.kind', 'ros2 backend not available yet; use dds (ROS 2\'s own wire through Cyclone DDS, no ROS install needed)');
+    default:
+      throw new ValidationError(where, 'transport.kind', `expected sim, mqtt, dds or ros2, got ${describe((t as { kind: unknown }).kind)}`);
+  }
+}
+
+/** The simulator publishing the observation as the configured JointState and reading the configured action message. */
+function simTransport(config: NodeConfig, options: NodeTransportOptions): SimTransport {
+  const t = config.transport;
+  if (t.kind !== 'sim') throw new Error('simTransport: not a sim config');
+  const where = 'makeNodeTransport(sim)';
+  if (config.sensors.length !== 1 || config.sensors[0].type !== JOINT_STATE_TYPE) {
+    throw new ValidationError(where, 'sensors', `the sim transport publishes the observation on one ${JOINT_STATE_TYPE} topic (as position[]); expected one sensor of that type, got ${config.sensors.map((s) => `${s.topic} (${s.type})`).join(', ')}`);
+  }
+  const actionType = config.action.type;
+  let twistFields: TwistField[] | undefined;
+  if (actionType === TWIST_TYPE) {
+    twistFields = config.action.fields.map((f) => pathText(f) as TwistField);
+  } else if (actionType === FLOAT64_MULTI_ARRAY_TYPE) {
+    const indices = config.action.fields.flatMap((f) => {
+      const step = f.path.length === 1 && f.path[0].name === 'data' ? f.path[0] : undefined;
+      if (!step) return [Number.NaN];
+      const [a, b] = step.range ?? [step.index ?? Number.NaN, step.index ?? Number.NaN];
+      return Array.from({ length: b - a + 1 }, (_, i) => a + i);
+    });
+    if (!indices.every((v, i) => v === i)) {
+      throw new ValidationError(where, 'action.fields', `the simulator reads the whole data[] of ${FLOAT64_MULTI_ARRAY_TYPE} as the action; expected data[0..${config.actDim - 1}] in order, got ${config.action.fields.map(pathText).join(', ')}`);
+    }
+  } else {
+    throw new ValidationError(where, 'action.type', `the simulator reads ${FLOAT64_MULTI_ARRAY_TYPE} or ${TWIST_TYPE} actions; got ${actionType}`);
+  }
+  return new SimTransport({
+    env: t.env,
+    makeEnvOptions: { physics: t.physics, ...(t.mjcfDir !== undefined ? { mjcfDir: t.mjcfDir } : {}) },
+    sensorTopic: config.sensors[0].topic,
+    actionTopic: config.action.topic,
+    actionType,
+    ...(twistFields ? { twistFields } : {}),
+    controlPeriodMs: config.controlPeriodMs,
+    seed: t.seed,
+    ...(options.scheduler ? { scheduler: options.scheduler } : {}),
+    ...(options.onError ? { onError: options.onError } : {}),
+  });
+}
+
+/** A field's path as written after the type (`linear.x`, `data[0..1]`). */
+function pathText(f: BagField): string {
+  return f.path.map((s) => `${s.name}${s.range ? `[${s.range[0]}..${s.range[1]}]` : s.index !== undefined ? `[${s.index}]` : ''}`).join('.');
+}
