@@ -19,7 +19,8 @@ export interface Command {
   description?: string;
   options: Record<string, OptionSpec>;
   /** Runs the command; returns the process exit code. */
-  run(values: Record<string, string | boolean | undefined>, positionals: string[]): Promise<number>;
+  /** `argv`: the command's raw arguments (for `run`: with its `--ros-args` sections, which rcl reads). */
+  run(values: Record<string, string | boolean | undefined>, positionals: string[], argv?: string[]): Promise<number>;
 }
 
 /** A bad command line: the message names the flag and what was expected; exit code 2. */

@@ -10,6 +10,7 @@ import { reportCommand } from './commands/report.js';
 import { rolloutCommand } from './commands/rollout.js';
 import { runCommand } from './commands/run.js';
 import { trainCommand } from './commands/train.js';
+import { parseRosArgs } from '../node/rosParams.js';
 
 /** Every `mbrl` command, in the order `mbrl --help` lists them. */
 export const COMMANDS: readonly Command[] = [trainCommand, evalCommand, exportCommand, envsCommand, rolloutCommand, datasetCommand, offlineCommand, runCommand, benchCommand, reportCommand];
@@ -50,12 +51,13 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   try {
-    const { values, positionals, help } = parseCommand(cmd, rest);
+    // `mbrl run` is also started by ROS 2 launch with `--ros-args ...`: those sections are rcl's, not ours.
+    const { values, positionals, help } = parseCommand(cmd, cmd.name === 'run' ? parseRosArgs(rest).args : rest);
     if (help) {
       process.stdout.write(`${commandHelp(cmd)}\n`);
       return 0;
     }
-    return await cmd.run(values, positionals);
+    return await cmd.run(values, positionals, rest);
   } catch (err) {
     if (err instanceof UsageError || err instanceof ValidationError) {
       process.stderr.write(`${err.message}\n`);

@@ -51,7 +51,7 @@ import { taskStepFunctions } from '../pipeline/taskStepFunctions.js';
 import { toActionMessage } from '../pipeline/toActionMessage.js';
 import { DROP_REASONS, validateMessages, type DropReason, type MessageCounters } from '../pipeline/validateMessages.js';
 import { QOS_DEFAULT, QOS_SENSOR_DATA, type IncomingMessage, type Transport, type Unsubscribe } from '../transports/transport.js';
-import type { DiagnosticArray } from '../transports/messages.js';
+import type { DiagnosticArray, DiagnosticStatus } from '../transports/messages.js';
 import { SimTransport, BOOL_TYPE } from '../transports/sim.js';
 import { BufferSegments } from './bufferSegments.js';
 import { nodeConfigToJson, type NodeConfig } from './config.js';
@@ -206,7 +206,7 @@ export class ControlNode {
 
   /**
    * Builds the transport (not connected yet) and checks what can be checked without I/O.
-   * @throws ValidationError naming the key: `transport.kind: ros2` (not available yet), a sim the
+   * @throws ValidationError naming the key: a sim the
    *   sensors or action do not fit, `simSpeed` without the sim transport, a planner without a
    *   task reward, whole-array sensor fields (the observation size must be known)
    */
@@ -795,6 +795,9 @@ export class ControlNode {
     this.#window = { atNs: nowNs, wallMs, ticks: this.#ticks, samples: this.#samples, transitions };
     const stats = this.stats;
     const diag = statsToDiagnostics(stats, nowNs, 'mbrl_node', this.#previousStats);
+    // A transport with its own status (the ros2 backend: lifecycle state, held commands) adds it.
+    const own = (this.transport as { diagnosticStatus?: () => DiagnosticStatus }).diagnosticStatus?.();
+    if (own) diag.status.push(own);
     this.#previousStats = stats;
     this.#log(statsLine(stats));
     if (this.#state === 'running' || this.#state === 'stopping') {

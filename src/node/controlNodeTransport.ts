@@ -1,6 +1,6 @@
 /**
  * The transport a node configuration names, built but not connected: `sim` (the simulator
- * speaking the configured topics), `mqtt`, `dds`; `ros2` (rclnodejs) is not available yet.
+ * speaking the configured topics), `mqtt`, `dds`, `ros2` (rclnodejs, loaded only then).
  */
 import type { SchedulerLike } from 'rxjs';
 import { ValidationError, describe } from '../core/errors.js';
@@ -9,6 +9,8 @@ import { DdsTransport } from '../transports/dds/ddsTransport.js';
 import { MqttTransport, type MqttQos } from '../transports/mqtt.js';
 import { FLOAT64_MULTI_ARRAY_TYPE, JOINT_STATE_TYPE, SimTransport, TWIST_TYPE, type TwistField } from '../transports/sim.js';
 import type { Transport } from '../transports/transport.js';
+import { Ros2Transport } from '../transports/ros2.js';
+import { ros2TransportOptions } from './rosParams.js';
 import type { NodeConfig } from './config.js';
 
 /** Where the node publishes its `DiagnosticArray`. */
@@ -29,7 +31,7 @@ export interface NodeTransportOptions {
 /**
  * Builds the transport of `config.transport` (not connected).
  * @throws ValidationError naming the key when the configuration does not fit the transport:
- *   `ros2` (not available yet), a sim whose sensors or action the simulator cannot speak, an MQTT
+ *   a sim whose sensors or action the simulator cannot speak, an MQTT
  *   password variable that is not set
  * @example const transport = makeNodeTransport(loadNodeConfig('launch/pendulum_sim.yaml'));
  */
@@ -61,7 +63,7 @@ export function makeNodeTransport(config: NodeConfig, options: NodeTransportOpti
     case 'dds':
       return new DdsTransport({ domainId: t.domainId });
     case 'ros2':
-      throw new ValidationError(where, 'transport.kind', 'ros2 backend not available yet; use dds (ROS 2\'s own wire through Cyclone DDS, no ROS install needed)');
+      return new Ros2Transport(ros2TransportOptions(config, { ...(options.onError ? { onError: options.onError } : {}) }));
     default:
       throw new ValidationError(where, 'transport.kind', `expected sim, mqtt, dds or ros2, got ${describe((t as { kind: unknown }).kind)}`);
   }

@@ -140,7 +140,7 @@ describe('controlStep', () => {
 });
 
 describe('makeNodeTransport and the launch configs', () => {
-  it('builds the sim and MQTT transports of launch/pendulum_*.yaml, and names the key of what it cannot build', () => {
+  it('builds the sim and MQTT transports of launch/pendulum_*.yaml, and names the key of what it cannot build', async () => {
     const sim = loadNodeConfig(new URL('pendulum_sim.yaml', LAUNCH).pathname);
     const mqtt = loadNodeConfig(new URL('pendulum_mqtt.yaml', LAUNCH).pathname);
     expect(sim.transport).toMatchObject({ kind: 'sim', env: 'Pendulum-v1' });
@@ -168,7 +168,10 @@ describe('makeNodeTransport and the launch configs', () => {
       }
       throw new Error('expected a ValidationError');
     };
-    expect(error(() => makeNodeTransport({ ...sim, transport: { kind: 'ros2', nodeName: 'n', namespace: '/' } }))).toMatch(/transport\.kind: ros2 backend not available yet; use dds/);
+    // The ros2 backend builds without rclnodejs (it is imported at connect); without ROS sourced, connect says how to fix it.
+    const ros2 = makeNodeTransport({ ...sim, transport: { kind: 'ros2', nodeName: 'n', namespace: '/' } }, { env: {} });
+    expect(ros2.kind).toBe('ros2');
+    if (process.env.ROS_DISTRO === undefined) await expect(ros2.connect()).rejects.toThrow(/source \/opt\/ros\/<distro>\/setup\.bash/);
     expect(error(() => makeNodeTransport({ ...mqtt, transport: { ...mqtt.transport, passwordEnv: 'MBRL_TEST_NO_SUCH_VAR' } as NodeConfig['transport'] }, { env: {} }))).toMatch(/transport\.passwordEnv: the environment variable MBRL_TEST_NO_SUCH_VAR is not set/);
     const imu = parseNodeConfig({ ...parseYaml(readFileSync(new URL('pendulum_sim.yaml', LAUNCH), 'utf8')), sensors: [{ topic: '/imu', type: 'sensor_msgs/msg/Imu', fields: ['angular_velocity.x', 'angular_velocity.y', 'angular_velocity.z'] }] });
     expect(error(() => makeNodeTransport(imu))).toMatch(/sensors: the sim transport publishes the observation on one sensor_msgs\/msg\/JointState topic/);

@@ -1,4 +1,5 @@
-import { loadNodeConfig } from '../../node/config.js';
+import { loadRosNodeConfig, ros2TransportOptions } from '../../node/rosParams.js';
+import { Ros2Transport } from '../../transports/ros2.js';
 import { ControlNode, type ControlNodeStats } from '../../node/controlNode.js';
 import { UsageError, intFlag, stringFlag, type Command } from '../args.js';
 
@@ -10,7 +11,7 @@ import { UsageError, intFlag, stringFlag, type Command } from '../args.js';
 export const runCommand: Command = {
   name: 'run',
   summary: 'Run the control node: sensors in, actions out at a fixed rate, learning online.',
-  usage: 'mbrl run --config FILE.yaml [--duration-sec S] [--steps N] [--sim-speed X|max] [--stats-every-sec S] [--json]',
+  usage: 'mbrl run --config FILE.yaml [--duration-sec S] [--steps N] [--sim-speed X|max] [--stats-every-sec S] [--json] [--ros-args ...]',
   description:
     'Reads the node configuration (transport, sensors, action, safety, controller, algorithm, learner,\n' +
     'checkpointDir; see launch/pendulum_sim.yaml) and runs until SIGINT or SIGTERM, --duration-sec or\n' +
@@ -24,16 +25,23 @@ export const runCommand: Command = {
     'stats-every-sec': { type: 'string', valueName: 'S', help: 'Seconds between diagnostics.', default: '5' },
     json: { type: 'boolean', help: 'Also print each diagnostics snapshot as one JSON line on stdout.' },
   },
-  async run(values) {
+  async run(values, _positionals, argv = []) {
     const file = stringFlag(values, 'config', 'the node configuration, e.g. launch/pendulum_sim.yaml');
     const durationSec = numberFlag(values, 'duration-sec');
     const steps = values.steps === undefined ? undefined : intFlag(values, 'steps', 1);
     const statsSec = numberFlag(values, 'stats-every-sec') ?? 5;
     const rawSpeed = values['sim-speed'];
     const simSpeed = rawSpeed === undefined ? undefined : rawSpeed === 'max' ? Infinity : numberFlag(values, 'sim-speed');
-    const config = loadNodeConfig(file);
+    // A plain node config, or a ROS parameters file (`/**: ros__parameters:`), with --ros-args applied.
+    const loaded = loadRosNodeConfig({ configFile: file, argv });
+    const config = loaded.config;
+    const transport =
+      config.transport.kind === 'ros2'
+        ? new Ros2Transport(ros2TransportOptions(config, { written: loaded.parameters, types: loaded.types, sensorKeys: loaded.sensorKeys }))
+        : undefined;
     const node = new ControlNode({
       config,
+      ...(transport ? { transport } : {}),
       ...(simSpeed !== undefined ? { simSpeed } : {}),
       ...(steps !== undefined ? { maxTicks: steps } : {}),
       diagnosticsPeriodMs: statsSec * 1000,
