@@ -348,15 +348,37 @@ export class Learner {
     this.#send({ kind: 'fault', fault });
   }
 
-  /** Stops the watchdog and terminates the worker. `current` stays readable. Idempotent. */
-  async close(): Promise<void> {
-    if (this.#stats.worker === 'closed') return;
+  /**
+   * Stops the watchdog and the worker: it is asked to stop (a running fit ends at its next epoch
+   * boundary) and terminated only if it has not exited within `stopTimeoutMs` — terminating a
+   * thread inside an onnxruntime training step aborts the whole process. `current` stays
+   * readable. Idempotent.
+   * @param stopTimeoutMs default 60,000
+   * @returns how the worker ended: `stopped` by itself, `terminated`, or `none` (no worker running)
+   */
+  async close(stopTimeoutMs = 60_000): Promise<'stopped' | 'terminated' | 'none'> {
+    if (this.#stats.worker === 'closed') return 'none';
     this.#stats.worker = 'closed';
     if (this.#watchdog !== null) clearInterval(this.#watchdog);
     if (this.#restartTimer !== null) clearTimeout(this.#restartTimer);
     const w = this.#worker;
     this.#worker = null;
-    if (w !== null) await w.terminate();
+    if (w === null) return 'none';
+    const exited = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), stopTimeoutMs);
+      w.once('exit', () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+    try {
+      w.postMessage({ kind: 'stop' } satisfies ToWorker);
+    } catch {
+      // already gone
+    }
+    if (await exited) return 'stopped';
+    await w.terminate();
+    return 'terminated';
   }
 
   #newBatch(): TransitionColumns {

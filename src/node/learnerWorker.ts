@@ -84,7 +84,9 @@ export type ToWorker =
   | { kind: 'init'; config: LearnerConfig; good: GoodModel | null; data: TransitionColumns | null; firstIndex: number }
   | { kind: 'transitions'; batch: TransitionColumns }
   | { kind: 'refitNow' }
-  | { kind: 'fault'; fault: LearnerFault };
+  | { kind: 'fault'; fault: LearnerFault }
+  /** Finish (or abort at the next epoch boundary) the current fit, then end the thread. */
+  | { kind: 'stop' };
 
 /** Worker → control side. */
 export type FromWorker =
@@ -341,12 +343,16 @@ export function gateLossOf(weights: EnsembleWeights, elites: readonly number[], 
 function serve(port: NonNullable<typeof parentPort>): void {
   let core: LearnerCore | null = null;
   let refitting = false;
+  let stopping = false;
+  const exitIfStopping = (): void => {
+    if (stopping && !refitting) process.exit(0); // in a worker: ends this thread only
+  };
   const post = (msg: FromWorker, transfer: ArrayBuffer[] = []): void => port.postMessage(msg, transfer);
   const backend = initBackend({ log: (line) => post({ kind: 'log', line }) });
   const heartbeat = (): void => post({ kind: 'heartbeat', fitting: core?.fitting ?? false, rows: core ? core.rows.train + core.rows.gate : 0 });
 
   const maybeRefit = async (force = false): Promise<void> => {
-    if (core === null || refitting || !(force || core.due)) return;
+    if (core === null || refitting || stopping || !(force || core.due)) return;
     refitting = true;
     try {
       await backend;
@@ -364,6 +370,7 @@ function serve(port: NonNullable<typeof parentPort>): void {
       refitting = false;
       heartbeat();
     }
+    exitIfStopping();
     // Transitions that arrived during the fit may already make the next one due.
     if (core.due) void maybeRefit();
   };
@@ -372,7 +379,12 @@ function serve(port: NonNullable<typeof parentPort>): void {
     switch (msg.kind) {
       case 'init':
         core = new LearnerCore(msg.config, msg.good, msg.firstIndex);
-        core.onFitEpoch = () => post({ kind: 'heartbeat', fitting: true, rows: core ? core.rows.train + core.rows.gate : 0 });
+        core.onFitEpoch = () => {
+          // Abort between epochs (a JS exception, never inside a native training step): terminating
+          // a thread in the middle of an onnxruntime call aborts the whole process.
+          if (stopping) throw new Error('learner stopping');
+          post({ kind: 'heartbeat', fitting: true, rows: core ? core.rows.train + core.rows.gate : 0 });
+        };
         if (msg.data !== null) core.add(msg.data);
         setInterval(heartbeat, msg.config.heartbeatMs);
         if (msg.config.refitEverySec !== null) setInterval(() => void maybeRefit(), Math.min(1000, msg.config.refitEverySec * 1000));
@@ -385,6 +397,10 @@ function serve(port: NonNullable<typeof parentPort>): void {
         break;
       case 'refitNow':
         void maybeRefit(true);
+        break;
+      case 'stop':
+        stopping = true;
+        exitIfStopping();
         break;
       case 'fault':
         if (msg.fault === 'crash') {

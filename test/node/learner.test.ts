@@ -293,6 +293,19 @@ describe('Learner with its worker thread', () => {
     expect(learner.stats.restarts).toBe(0);
   });
 
+  it('closes during a fit by asking the worker to stop: the fit ends at an epoch boundary and the process survives', async () => {
+    // Terminating the thread inside an onnxruntime training step aborts the whole process
+    // ("terminate called after throwing an instance of 'Napi::Error'"): close() must not do that.
+    const config = { ...SMALL, fit: { ...SMALL.fit, maxEpochs: 500, patience: 500 } } satisfies Partial<LearnerConfig>;
+    learner = new Learner({ config, workerUrl: pathToFileURL(compiled('learnerWorker')) });
+    learner.start();
+    for (const t of transitions(300, 4)) learner.add(t);
+    await until(() => learner!.stats.fitting, 'the fit to start');
+    expect(await learner.close()).toBe('stopped'); // it left by itself, not terminated mid-step
+    expect(learner.stats.worker).toBe('closed');
+    expect(learner.current).toBeNull(); // the aborted fit promoted nothing
+  });
+
   it('refuses to start without the worker script, naming it', () => {
     const l = new Learner({ config: SMALL, workerUrl: pathToFileURL('/nonexistent/learnerWorker.js') });
     expect(() => l.start()).toThrow('Learner.start: the worker script /nonexistent/learnerWorker.js does not exist; build it with `npm run build`');
