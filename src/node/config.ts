@@ -82,8 +82,8 @@ export type TransportConfig =
     }
   | {
       kind: 'dds';
-      /** The DDS / ROS domain id, 0–232. Default 0 (or as ROS_DOMAIN_ID says, read by the transport). */
-      domainId: number;
+      /** The DDS / ROS domain id, 0–232. Default: the environment's ROS_DOMAIN_ID, else 0 (read by the transport). */
+      domainId?: number;
     };
 
 /** One sensor topic: its fields enter the observation in order. */
@@ -239,7 +239,7 @@ const TRANSPORT = z.discriminatedUnion('kind', [
     nodeName: z.string().regex(/^[A-Za-z][A-Za-z0-9_]*$/, 'expected a ROS 2 node name: a letter, then letters, digits or _').default(NODE_CONFIG_DEFAULTS.ros2.nodeName),
     namespace: z.string().regex(/^\/([A-Za-z][A-Za-z0-9_]*(\/[A-Za-z][A-Za-z0-9_]*)*)?$/, 'expected a ROS 2 namespace such as / or /robot1').default(NODE_CONFIG_DEFAULTS.ros2.namespace),
   }),
-  z.strictObject({ kind: z.literal('dds'), domainId: z.int().min(0).max(232).default(0) }),
+  z.strictObject({ kind: z.literal('dds'), domainId: z.int().min(0).max(232).optional() }),
 ]);
 
 const SENSOR = z.strictObject({

@@ -61,7 +61,7 @@ export function makeNodeTransport(config: NodeConfig, options: NodeTransportOpti
       });
     }
     case 'dds':
-      return new DdsTransport({ domainId: t.domainId });
+      return new DdsTransport(t.domainId !== undefined ? { domainId: t.domainId } : {}); // else ROS_DOMAIN_ID, else 0
     case 'ros2':
       return new Ros2Transport(ros2TransportOptions(config, { ...(options.onError ? { onError: options.onError } : {}) }));
     default:

@@ -119,6 +119,8 @@ describe('parseNodeConfig', () => {
     const ros2 = parseNodeConfig(variant({ transport: { kind: 'ros2' } }));
     expect(ros2.transport).toEqual({ kind: 'ros2', nodeName: 'mbrl_node', namespace: '/' });
     expect(parseNodeConfig(variant({ transport: { kind: 'dds', domainId: 7 } })).transport).toEqual({ kind: 'dds', domainId: 7 });
+    // No domainId: left to the transport, which reads ROS_DOMAIN_ID as a ROS 2 node does.
+    expect(parseNodeConfig(variant({ transport: { kind: 'dds' } })).transport).toEqual({ kind: 'dds' });
     const sim = parseNodeConfig(variant({ transport: { kind: 'sim', env: 'Pendulum-v1', physics: { massScale: 1.3 } } }));
     expect(sim.transport).toEqual({ kind: 'sim', env: 'Pendulum-v1', physics: { massScale: 1.3 }, seed: 0 });
     const whole = parseNodeConfig(variant({ 'sensors.0.fields': ['position'] }));
