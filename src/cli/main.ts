@@ -1,5 +1,6 @@
 import { ValidationError } from '../core/errors.js';
 import { UsageError, commandHelp, parseCommand, type Command } from './args.js';
+import { adaptCommand } from './commands/adapt.js';
 import { benchCommand } from './commands/bench.js';
 import { datasetCommand } from './commands/dataset.js';
 import { envsCommand } from './commands/envs.js';
@@ -13,7 +14,7 @@ import { trainCommand } from './commands/train.js';
 import { parseRosArgs } from '../node/rosParams.js';
 
 /** Every `mbrl` command, in the order `mbrl --help` lists them. */
-export const COMMANDS: readonly Command[] = [trainCommand, evalCommand, exportCommand, envsCommand, rolloutCommand, datasetCommand, offlineCommand, runCommand, benchCommand, reportCommand];
+export const COMMANDS: readonly Command[] = [trainCommand, evalCommand, exportCommand, envsCommand, rolloutCommand, datasetCommand, offlineCommand, runCommand, adaptCommand, benchCommand, reportCommand];
 
 function topHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;
