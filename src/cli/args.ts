@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 
 /** One command-line option of a command. */
@@ -81,4 +82,18 @@ export function stringFlag(values: Record<string, unknown>, name: string, what: 
   const raw = values[name];
   if (typeof raw !== 'string' || raw === '') throw new UsageError(`--${name} is required (${what})`);
   return raw;
+}
+
+/**
+ * Reads `--config FILE`: a JSON object of config overrides.
+ * @throws UsageError naming the flag, the file and what is wrong with it
+ */
+export async function readJsonObject(file: string): Promise<Record<string, unknown>> {
+  try {
+    const v = JSON.parse(await readFile(file, 'utf8')) as unknown;
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('expected a JSON object');
+    return v as Record<string, unknown>;
+  } catch (err) {
+    throw new UsageError(`--config ${file}: ${err instanceof Error ? err.message : String(err)}`);
+  }
 }

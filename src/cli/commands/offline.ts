@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { makeBcConfig, trainBc, type BcConfig, type BcEpochMetrics, type BcState } from '../../algorithms/bc.js';
 import { makeMopoConfig, MOPO_PAPER_SETTINGS, trainMopo, type MopoConfig, type MopoEpochMetrics, type MopoState } from '../../algorithms/mopo.js';
@@ -16,7 +16,7 @@ import { exportMetadataProps } from '../../export/exportMetadata.js';
 import { policyToOnnx } from '../../export/policyOnnx.js';
 import type { GaussianMlpPolicySpec, PolicyWeights } from '../../policies/gaussianMlpPolicy.js';
 import { OnnxPolicy } from '../../policies/onnxPolicy.js';
-import { UsageError, intFlag, type Command } from '../args.js';
+import { UsageError, intFlag, type Command, readJsonObject } from '../args.js';
 import { datasetFingerprint, describeDataset, loadOfflineCheckpoint, OFFLINE_ALGOS, saveOfflineCheckpoint, type OfflineAlgo, type OfflineRunInfo, type OfflineRunState } from '../offlineCheckpoint.js';
 import { linePlotSvg } from '../svgPlot.js';
 
@@ -278,14 +278,4 @@ function numberFlag(values: Values, name: string, min: number): number {
   const v = Number(raw);
   if (typeof raw !== 'string' || raw.trim() === '' || !Number.isFinite(v) || v < min) throw new UsageError(`--${name} ${String(raw)}: expected a finite number ≥ ${min}`);
   return v;
-}
-
-async function readJsonObject(file: string): Promise<Record<string, unknown>> {
-  try {
-    const v = JSON.parse(await readFile(file, 'utf8')) as unknown;
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('expected a JSON object');
-    return v as Record<string, unknown>;
-  } catch (err) {
-    throw new UsageError(`--config ${file}: ${err instanceof Error ? err.message : String(err)}`);
-  }
 }

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeMbpoConfig, modelBufferCapacity, trainMbpo, type MbpoConfig, type MbpoEpisodeMetrics, type MbpoOverrides, type MbpoState } from '../../algorithms/mbpo.js';
 import { sacStatePolicy, type SacAgentState } from '../../algorithms/sac.js';
@@ -9,7 +9,7 @@ import { writeFileAtomic } from '../../data/atomicWrite.js';
 import { ReplayBuffer } from '../../data/replayBuffer.js';
 import { allocBatch } from '../../data/transition.js';
 import { makeEnv } from '../../envs/registry.js';
-import { UsageError, intFlag } from '../args.js';
+import { UsageError, intFlag, readJsonObject } from '../args.js';
 import { CheckpointError, loadPolicyCheckpoint, savePolicyCheckpoint, type PolicyCheckpoint, type PolicyRunConfig } from '../checkpoint.js';
 import { parsePhysicsFlag } from '../physicsFlag.js';
 import { linePlotSvg } from '../svgPlot.js';
@@ -175,14 +175,4 @@ async function writeRun(runDir: string, st: MbpoState): Promise<void> {
     { title: `${config.env}: episode return`, xLabel: 'environment steps', yLabel: 'episode return' },
   );
   await writeFileAtomic(join(runDir, 'curve.svg'), svg);
-}
-
-async function readJsonObject(file: string): Promise<Record<string, unknown>> {
-  try {
-    const v = JSON.parse(await readFile(file, 'utf8')) as unknown;
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('expected a JSON object');
-    return v as Record<string, unknown>;
-  } catch (err) {
-    throw new UsageError(`--config ${file}: ${err instanceof Error ? err.message : String(err)}`);
-  }
 }

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makePpoConfig, trainPpo, type PpoConfig, type PpoIterationMetrics, type PpoOverrides, type PpoState } from '../../algorithms/ppo.js';
 import { makeTrpoConfig, trainTrpo, type TrpoConfig, type TrpoIterationMetrics, type TrpoOverrides, type TrpoState } from '../../algorithms/trpo.js';
@@ -8,7 +8,7 @@ import { initBackend } from '../../core/backend.js';
 import { writeFileAtomic } from '../../data/atomicWrite.js';
 import { makeEnv } from '../../envs/registry.js';
 import { makePolicySpec, type GaussianMlpPolicySpec } from '../../policies/gaussianMlpPolicy.js';
-import { UsageError, intFlag } from '../args.js';
+import { UsageError, intFlag, readJsonObject } from '../args.js';
 import { CheckpointError, loadPolicyCheckpoint, savePolicyCheckpoint, type PolicyCheckpoint, type PolicyRunConfig } from '../checkpoint.js';
 import { parsePhysicsFlag } from '../physicsFlag.js';
 import { linePlotSvg } from '../svgPlot.js';
@@ -121,14 +121,4 @@ async function writeRun(runDir: string, algo: ModelFreeAlgo, policySpec: Gaussia
     { title: `${config.env}: episode return`, xLabel: 'environment steps', yLabel: 'episode return' },
   );
   await writeFileAtomic(join(runDir, 'curve.svg'), svg);
-}
-
-async function readJsonObject(file: string): Promise<Record<string, unknown>> {
-  try {
-    const v = JSON.parse(await readFile(file, 'utf8')) as unknown;
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('expected a JSON object');
-    return v as Record<string, unknown>;
-  } catch (err) {
-    throw new UsageError(`--config ${file}: ${err instanceof Error ? err.message : String(err)}`);
-  }
 }

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeMbMpoConfig, trainMbMpo, type MbMpoConfig, type MbMpoIterationMetrics, type MbMpoOverrides, type MbMpoState } from '../../algorithms/mbMpo.js';
 import { makeModelGradientConfig, trainModelGradient, type ModelGradientConfig, type ModelGradientIterationMetrics, type ModelGradientOverrides, type ModelGradientState } from '../../algorithms/modelGradient.js';
@@ -9,7 +9,7 @@ import type { RngState } from '../../core/rng.js';
 import { writeFileAtomic } from '../../data/atomicWrite.js';
 import { makeEnv } from '../../envs/registry.js';
 import { makePolicySpec } from '../../policies/gaussianMlpPolicy.js';
-import { UsageError, intFlag } from '../args.js';
+import { UsageError, intFlag, readJsonObject } from '../args.js';
 import { CheckpointError, loadPolicyCheckpoint, savePolicyCheckpoint } from '../checkpoint.js';
 import { parsePhysicsFlag } from '../physicsFlag.js';
 import { linePlotSvg } from '../svgPlot.js';
@@ -120,15 +120,5 @@ export async function runPolicyAlgo(algo: PolicyAlgo, values: Record<string, unk
     return 0;
   } finally {
     env.close();
-  }
-}
-
-async function readJsonObject(file: string): Promise<Record<string, unknown>> {
-  try {
-    const v = JSON.parse(await readFile(file, 'utf8')) as unknown;
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('expected a JSON object');
-    return v as Record<string, unknown>;
-  } catch (err) {
-    throw new UsageError(`--config ${file}: ${err instanceof Error ? err.message : String(err)}`);
   }
 }
