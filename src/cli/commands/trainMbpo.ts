@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeMbpoConfig, modelBufferCapacity, trainMbpo, type MbpoConfig, type MbpoEpisodeMetrics, type MbpoOverrides, type MbpoState } from '../../algorithms/mbpo.js';
@@ -9,9 +8,8 @@ import { writeFileAtomic } from '../../data/atomicWrite.js';
 import { ReplayBuffer } from '../../data/replayBuffer.js';
 import { allocBatch } from '../../data/transition.js';
 import { makeEnv } from '../../envs/registry.js';
-import { UsageError, intFlag, readJsonObject } from '../args.js';
-import { CheckpointError, loadPolicyCheckpoint, savePolicyCheckpoint, type PolicyCheckpoint, type PolicyRunConfig } from '../checkpoint.js';
-import { parsePhysicsFlag } from '../physicsFlag.js';
+import { CheckpointError, savePolicyCheckpoint, type PolicyCheckpoint, type PolicyRunConfig } from '../checkpoint.js';
+import { openPolicyRun } from '../policyRun.js';
 import { linePlotSvg } from '../svgPlot.js';
 
 /**
@@ -55,27 +53,7 @@ const SAVED_FIELDS: readonly (keyof SavedState)[] = ['episodes', 'agent', 'elite
  * (`--steps` may be raised).
  */
 export async function runMbpo(values: Record<string, unknown>): Promise<number> {
-  let runDir: string;
-  let config: MbpoConfig;
-  let ckpt: PolicyCheckpoint | undefined;
-  if (typeof values.resume === 'string') {
-    runDir = values.resume;
-    ckpt = await loadPolicyCheckpoint(runDir);
-    if (ckpt.config.kind !== 'mbpo') throw new UsageError(`--resume ${runDir}: the run is ${ckpt.config.kind}, not mbpo; pass --algo ${ckpt.config.kind}`);
-    const steps = values.steps === undefined ? (ckpt.config.steps as number) : intFlag(values, 'steps', 1);
-    config = makeMbpoConfig({ ...(ckpt.config as unknown as MbpoOverrides), steps });
-  } else {
-    const overrides: Record<string, unknown> = typeof values.config === 'string' ? await readJsonObject(values.config) : {};
-    overrides.env = values.env as string;
-    overrides.seed = intFlag(values, 'seed', 0);
-    if (values.steps !== undefined) overrides.steps = intFlag(values, 'steps', 1);
-    if (values.physics !== undefined) overrides.physics = parsePhysicsFlag(values.physics as string);
-    config = makeMbpoConfig(overrides as MbpoOverrides);
-    runDir = typeof values.out === 'string' ? values.out : join('runs', `${config.env}-mbpo-s${config.seed}`);
-    if (existsSync(join(runDir, 'checkpoint')) || existsSync(join(runDir, 'checkpoint.old'))) {
-      throw new UsageError(`${runDir} already holds a run; continue it with --resume ${runDir} or choose another --out`);
-    }
-  }
+  const { runDir, config, ckpt } = await openPolicyRun('mbpo', values, (o) => makeMbpoConfig(o as MbpoOverrides));
   // The state as saved, its own config included: trainMbpo checks that only `steps` differs and
   // grows the real buffer to a raised budget.
   const resume = ckpt ? resumeState(makeMbpoConfig(ckpt.config as unknown as MbpoOverrides), ckpt, runDir) : undefined;

@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makePpoConfig, trainPpo, type PpoConfig, type PpoIterationMetrics, type PpoOverrides, type PpoState } from '../../algorithms/ppo.js';
@@ -8,9 +7,8 @@ import { initBackend } from '../../core/backend.js';
 import { writeFileAtomic } from '../../data/atomicWrite.js';
 import { makeEnv } from '../../envs/registry.js';
 import { makePolicySpec, type GaussianMlpPolicySpec } from '../../policies/gaussianMlpPolicy.js';
-import { UsageError, intFlag, readJsonObject } from '../args.js';
-import { CheckpointError, loadPolicyCheckpoint, savePolicyCheckpoint, type PolicyCheckpoint, type PolicyRunConfig } from '../checkpoint.js';
-import { parsePhysicsFlag } from '../physicsFlag.js';
+import { CheckpointError, savePolicyCheckpoint, type PolicyCheckpoint, type PolicyRunConfig } from '../checkpoint.js';
+import { openPolicyRun } from '../policyRun.js';
 import { linePlotSvg } from '../svgPlot.js';
 
 /** The model-free algorithms that `mbrl train --algo` runs. */
@@ -39,27 +37,7 @@ const SAVED_FIELDS: Record<ModelFreeAlgo, readonly string[]> = {
  */
 export async function runModelFree(algo: ModelFreeAlgo, values: Record<string, unknown>): Promise<number> {
   const make = (o: Record<string, unknown>): AnyConfig => (algo === 'trpo' ? makeTrpoConfig(o as TrpoOverrides) : makePpoConfig(o as PpoOverrides));
-  let runDir: string;
-  let config: AnyConfig;
-  let ckpt: PolicyCheckpoint | undefined;
-  if (typeof values.resume === 'string') {
-    runDir = values.resume;
-    ckpt = await loadPolicyCheckpoint(runDir);
-    if (ckpt.config.kind !== algo) throw new UsageError(`--resume ${runDir}: the run is ${ckpt.config.kind}, not ${algo}; pass --algo ${ckpt.config.kind}`);
-    const steps = values.steps === undefined ? (ckpt.config.steps as number) : intFlag(values, 'steps', 1);
-    config = make({ ...(ckpt.config as Record<string, unknown>), steps });
-  } else {
-    const overrides: Record<string, unknown> = typeof values.config === 'string' ? await readJsonObject(values.config) : {};
-    overrides.env = values.env as string;
-    overrides.seed = intFlag(values, 'seed', 0);
-    if (values.steps !== undefined) overrides.steps = intFlag(values, 'steps', 1);
-    if (values.physics !== undefined) overrides.physics = parsePhysicsFlag(values.physics as string);
-    config = make(overrides);
-    runDir = typeof values.out === 'string' ? values.out : join('runs', `${config.env}-${algo}-s${config.seed}`);
-    if (existsSync(join(runDir, 'checkpoint')) || existsSync(join(runDir, 'checkpoint.old'))) {
-      throw new UsageError(`${runDir} already holds a run; continue it with --resume ${runDir} or choose another --out`);
-    }
-  }
+  const { runDir, config, ckpt } = await openPolicyRun(algo, values, make);
   const resume = ckpt ? resumeState(algo, config, ckpt, runDir) : undefined;
   await mkdir(runDir, { recursive: true });
   await initBackend();

@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeMbMpoConfig, trainMbMpo, type MbMpoConfig, type MbMpoIterationMetrics, type MbMpoOverrides, type MbMpoState } from '../../algorithms/mbMpo.js';
@@ -9,9 +8,8 @@ import type { RngState } from '../../core/rng.js';
 import { writeFileAtomic } from '../../data/atomicWrite.js';
 import { makeEnv } from '../../envs/registry.js';
 import { makePolicySpec } from '../../policies/gaussianMlpPolicy.js';
-import { UsageError, intFlag, readJsonObject } from '../args.js';
-import { CheckpointError, loadPolicyCheckpoint, savePolicyCheckpoint } from '../checkpoint.js';
-import { parsePhysicsFlag } from '../physicsFlag.js';
+import { CheckpointError, savePolicyCheckpoint } from '../checkpoint.js';
+import { openPolicyRun } from '../policyRun.js';
 import { linePlotSvg } from '../svgPlot.js';
 
 /** The model-based algorithms with a learned policy that `mbrl train --algo` runs. */
@@ -37,27 +35,7 @@ interface SavedState {
 export async function runPolicyAlgo(algo: PolicyAlgo, values: Record<string, unknown>): Promise<number> {
   const make = (o: Record<string, unknown>): AnyConfig =>
     algo === 'me-trpo' ? makeMeTrpoConfig(o as MeTrpoOverrides) : algo === 'mb-mpo' ? makeMbMpoConfig(o as MbMpoOverrides) : makeModelGradientConfig(o as ModelGradientOverrides);
-  let runDir: string;
-  let config: AnyConfig;
-  let resumeCkpt: Awaited<ReturnType<typeof loadPolicyCheckpoint>> | undefined;
-  if (typeof values.resume === 'string') {
-    runDir = values.resume;
-    resumeCkpt = await loadPolicyCheckpoint(runDir);
-    if (resumeCkpt.config.kind !== algo) throw new UsageError(`--resume ${runDir}: the run is ${resumeCkpt.config.kind}, not ${algo}; pass --algo ${resumeCkpt.config.kind}`);
-    const steps = values.steps === undefined ? (resumeCkpt.config.steps as number) : intFlag(values, 'steps', 1);
-    config = make({ ...(resumeCkpt.config as Record<string, unknown>), steps });
-  } else {
-    const overrides: Record<string, unknown> = typeof values.config === 'string' ? await readJsonObject(values.config) : {};
-    overrides.env = values.env as string;
-    overrides.seed = intFlag(values, 'seed', 0);
-    if (values.steps !== undefined) overrides.steps = intFlag(values, 'steps', 1);
-    if (values.physics !== undefined) overrides.physics = parsePhysicsFlag(values.physics as string);
-    config = make(overrides);
-    runDir = typeof values.out === 'string' ? values.out : join('runs', `${config.env}-${algo}-s${config.seed}`);
-    if (existsSync(join(runDir, 'checkpoint')) || existsSync(join(runDir, 'checkpoint.old'))) {
-      throw new UsageError(`${runDir} already holds a run; continue it with --resume ${runDir} or choose another --out`);
-    }
-  }
+  const { runDir, config, ckpt: resumeCkpt } = await openPolicyRun(algo, values, make);
   await mkdir(runDir, { recursive: true });
   await initBackend();
   const env = await makeEnv(config.env, {
