@@ -38,7 +38,7 @@ import { selectMembers, type EnsembleWeights } from '../models/types.js';
 import type { GaussianMlpPolicy } from '../policies/gaussianMlpPolicy.js';
 import { LinearFeatureBaseline } from '../policies/linearFeatureBaseline.js';
 import { refitKeepingLastGood } from './mbrl.js';
-import { addToBuffer, imaginedStateBounds, makeModelBasedPolicyConfig, normalizePolicyOnBuffer, startModelBasedPolicyRun, type ModelBasedPolicyOverrides, type ModelBasedPolicyState } from './modelBasedPolicy.js';
+import { addToBuffer, evaluateOnRealSystem, realEvalSeed, imaginedStateBounds, makeModelBasedPolicyConfig, normalizePolicyOnBuffer, startModelBasedPolicyRun, type ModelBasedPolicyOverrides, type ModelBasedPolicyState } from './modelBasedPolicy.js';
 import { adaptParams, innerGradient, metaKl, metaObjective, type MetaGradientMode, type MetaTask, type PolicySamples } from './metaGradient.js';
 import { ModelRolloutSource, meanActionSampler } from './modelRollouts.js';
 import { collectRollouts, concatBatches, EnvRolloutSource, gae, meanOrNull, readFlat, standardize, type SampleBatch } from './policyGradient.js';
@@ -364,9 +364,8 @@ export async function trainMbMpo(config: MbMpoConfig, env: Env, hooks: MbMpoHook
       let evalReturn: number | null = null;
       let evalReturnAdapted: number | null = null;
       if (config.evalEpisodes > 0) {
-        const seed = 1_000_000 + config.seed * 1009 + state.iteration;
-        const ev = await collectRollouts(new EnvRolloutSource(env, { seed }), meanActionSampler(policy), rng.fork(), { episodes: config.evalEpisodes });
-        evalReturn = meanOrNull(ev.episodeReturns);
+        const seed = realEvalSeed(config, state.iteration);
+        evalReturn = await evaluateOnRealSystem(config, policy, env, state.iteration, rng);
         const { adapted } = await adaptOnRealSystem(policy, env, { episodes: 1, seed: seed + 7, innerStepSize: config.innerStepSize, gamma: config.gamma, gaeLambda: config.gaeLambda, rng: rng.fork() });
         try {
           const evA = await collectRollouts(new EnvRolloutSource(env, { seed }), meanActionSampler(adapted), rng.fork(), { episodes: config.evalEpisodes });

@@ -32,8 +32,8 @@ import { selectMembers, type EnsembleWeights } from '../models/types.js';
 import type { GaussianMlpPolicy } from '../policies/gaussianMlpPolicy.js';
 import { LinearFeatureBaseline } from '../policies/linearFeatureBaseline.js';
 import { refitKeepingLastGood } from './mbrl.js';
-import { addToBuffer, imaginedStateBounds, makeModelBasedPolicyConfig, normalizePolicyOnBuffer, startModelBasedPolicyRun, type ModelBasedPolicyOverrides, type ModelBasedPolicyState } from './modelBasedPolicy.js';
-import { ModelRolloutSource, meanActionSampler } from './modelRollouts.js';
+import { addToBuffer, evaluateOnRealSystem, imaginedStateBounds, makeModelBasedPolicyConfig, normalizePolicyOnBuffer, startModelBasedPolicyRun, type ModelBasedPolicyOverrides, type ModelBasedPolicyState } from './modelBasedPolicy.js';
+import { ModelRolloutSource } from './modelRollouts.js';
 import { collectRollouts, EnvRolloutSource, meanOrNull, standardize } from './policyGradient.js';
 import { TRUST_REGION_DEFAULTS, advantagesOf, checkBool, checkInt, checkUnit, meanLogStd, trpoStep, type PolicyArchitecture, type TrustRegionConfig } from './trpo.js';
 
@@ -293,13 +293,7 @@ export async function trainMeTrpo(config: MeTrpoConfig, env: Env, hooks: MeTrpoH
       state.policy = policy.getWeights();
 
       // 4. Evaluate the deterministic policy on the real system.
-      let evalReturn: number | null = null;
-      if (config.evalEpisodes > 0) {
-        const ev = await collectRollouts(new EnvRolloutSource(env, { seed: 1_000_000 + config.seed * 1009 + state.iteration }), meanActionSampler(policy), rng.fork(), {
-          episodes: config.evalEpisodes,
-        });
-        evalReturn = meanOrNull(ev.episodeReturns);
-      }
+      const evalReturn = await evaluateOnRealSystem(config, policy, env, state.iteration, rng);
       const metrics: MeTrpoIterationMetrics = {
         iteration: state.iteration,
         envSteps: state.envSteps,

@@ -15,8 +15,8 @@ import { makeEnsembleFitConfig, type EnsembleFitConfig } from '../models/trainer
 import type { EnsembleWeights } from '../models/types.js';
 import { GaussianMlpPolicy, makePolicySpec, type GaussianMlpPolicySpec, type PolicyWeights } from '../policies/gaussianMlpPolicy.js';
 import { bufferFitData } from './mbrl.js';
-import { stateBoundsOf } from './modelRollouts.js';
-import type { SampleBatch } from './policyGradient.js';
+import { meanActionSampler, stateBoundsOf } from './modelRollouts.js';
+import { EnvRolloutSource, collectRollouts, meanOrNull, type SampleBatch } from './policyGradient.js';
 import { checkInt, checkPolicyArchitecture, checkTrustRegionConfig, checkUnit, rejectUnknownKeys, type PolicyArchitecture, type TrustRegionConfig } from './trpo.js';
 
 /** The config fields ME-TRPO and MB-MPO share (each documents their defaults). */
@@ -193,4 +193,19 @@ export function normalizePolicyOnBuffer(policy: GaussianMlpPolicy, buffer: Repla
 export function imaginedStateBounds(config: ModelBasedPolicyConfig, buffer: ReplayBuffer): { low: Float64Array; high: Float64Array } | undefined {
   if (config.stateBoundMargin === null || buffer.size === 0) return undefined;
   return stateBoundsOf(bufferFitData(buffer).nextObs, buffer.obsDim, config.stateBoundMargin);
+}
+
+/** The seed of iteration `iteration`'s real evaluation episodes (apart from every training seed). */
+export function realEvalSeed(config: ModelBasedPolicyConfig, iteration: number): number {
+  return 1_000_000 + config.seed * 1009 + iteration;
+}
+
+/**
+ * The deterministic policy's mean return over `config.evalEpisodes` real episodes seeded with
+ * `realEvalSeed`, or null when `evalEpisodes` is 0 (then `rng` is not touched).
+ */
+export async function evaluateOnRealSystem(config: ModelBasedPolicyConfig, policy: GaussianMlpPolicy, env: Env, iteration: number, rng: Rng): Promise<number | null> {
+  if (config.evalEpisodes === 0) return null;
+  const ev = await collectRollouts(new EnvRolloutSource(env, { seed: realEvalSeed(config, iteration) }), meanActionSampler(policy), rng.fork(), { episodes: config.evalEpisodes });
+  return meanOrNull(ev.episodeReturns);
 }

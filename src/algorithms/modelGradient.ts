@@ -89,6 +89,7 @@ import { LinearFeatureBaseline } from '../policies/linearFeatureBaseline.js';
 import { refitKeepingLastGood } from './mbrl.js';
 import {
   addToBuffer,
+  evaluateOnRealSystem,
   imaginedStateBounds,
   makeModelBasedPolicyConfig,
   normalizePolicyOnBuffer,
@@ -98,7 +99,7 @@ import {
   type ModelBasedPolicyState,
 } from './modelBasedPolicy.js';
 import { DIFFERENTIABLE_REWARDS, type DifferentiableReward } from './modelGradientRewards.js';
-import { ModelRolloutSource, meanActionSampler } from './modelRollouts.js';
+import { ModelRolloutSource } from './modelRollouts.js';
 import { EnvRolloutSource, collectRollouts, flattenTensors, meanOrNull, policyLogProb, standardize, type SampleBatch } from './policyGradient.js';
 import { TRUST_REGION_DEFAULTS, advantagesOf, checkInt, meanLogStd, trpoStep } from './trpo.js';
 
@@ -891,13 +892,7 @@ export async function trainModelGradient(config: ModelGradientConfig, env: Env, 
       state.policy = policy.getWeights();
 
       // 5. Evaluate the deterministic policy on the real system.
-      let evalReturn: number | null = null;
-      if (config.evalEpisodes > 0) {
-        const ev = await collectRollouts(new EnvRolloutSource(env, { seed: 1_000_000 + config.seed * 1009 + state.iteration }), meanActionSampler(policy), rng.fork(), {
-          episodes: config.evalEpisodes,
-        });
-        evalReturn = meanOrNull(ev.episodeReturns);
-      }
+      const evalReturn = await evaluateOnRealSystem(config, policy, env, state.iteration, rng);
       const metrics: ModelGradientIterationMetrics = {
         iteration: state.iteration,
         envSteps: state.envSteps,
