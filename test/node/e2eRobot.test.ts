@@ -9,13 +9,13 @@
 // reason printed, where its broker or its DDS library is absent.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { afterAll, describe, expect, it } from 'vitest';
+import { MOSQUITTO, MOSQUITTO_SKIP_REASON, MosquittoBroker, freePort } from '../mosquittoBroker.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const ROBOT = join(root, 'test/fixtures/robot/pendulumRobot.mjs');
@@ -157,51 +157,19 @@ function checkLearned(what: string, o: Outcome): void {
 
 // ---------------------------------------------------------------------------------------- MQTT
 
-const MOSQUITTO = ['/usr/sbin/mosquitto', '/usr/bin/mosquitto', '/usr/local/sbin/mosquitto'].find((p) => existsSync(p)) ??
-  (spawnSync('sh', ['-c', 'command -v mosquitto'], { encoding: 'utf8' }).stdout.trim() || undefined);
-const MQTT_SKIP = MOSQUITTO === undefined ? 'SKIPPED: mosquitto broker binary not found (apt-get install mosquitto; CI installs it)' : '';
+const MQTT_SKIP = MOSQUITTO === undefined ? MOSQUITTO_SKIP_REASON : '';
 if (MQTT_SKIP !== '') console.warn(MQTT_SKIP);
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createConnection({ port, host: '127.0.0.1' });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
 
 describe.skipIf(MQTT_SKIP !== '')('mbrl run ↔ a robot process over MQTT (mosquitto)', () => {
   it(`learns Pendulum-v1 from scratch to an episode return ≥ ${THRESHOLD} within ${BUDGET_SEC} s of wall time`, async () => {
-    const port = await freePort();
-    const conf = join(dir, 'mosquitto.conf');
-    writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
-    const broker = spawn(MOSQUITTO!, ['-c', conf], { stdio: 'ignore' });
-    children.push(broker);
+    const broker = new MosquittoBroker(await freePort(), dir);
+    await broker.start();
     try {
-      const t0 = Date.now();
-      while (!(await portOpen(port))) {
-        if (Date.now() - t0 > 10_000) throw new Error(`mosquitto did not listen on ${port} within 10 s`);
-        await new Promise((r) => setTimeout(r, 30));
-      }
-      const url = `mqtt://127.0.0.1:${port}`;
+      const url = `mqtt://127.0.0.1:${broker.port}`;
       const config = nodeConfig('mqtt', { kind: 'mqtt', url, clientId: 'mbrl-e2e', topicPrefix: 'pendulum', qos: 1 });
       checkLearned('MQTT', await learnEndToEnd(['--transport', 'mqtt', '--url', url, '--prefix', 'pendulum'], config));
     } finally {
-      broker.kill('SIGTERM');
+      await broker.stop();
     }
   }, (BUDGET_SEC + 90) * 1000);
 });

@@ -1,9 +1,7 @@
 // MqttTransport against a real mosquitto broker that the test starts on a free port (and restarts,
 // for the reconnection test). Skipped, with the reason printed, where the mosquitto binary is
 // absent (CI installs it: apt-get install mosquitto).
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
@@ -11,63 +9,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JointState, Twist } from '../../src/transports/messages.js';
 import { MqttTransport, decodeJsonPayload, encodeJsonPayload, mqttTopicOf } from '../../src/transports/mqtt.js';
 import { QOS_SENSOR_DATA } from '../../src/transports/transport.js';
+import { MOSQUITTO, MOSQUITTO_SKIP_REASON, MosquittoBroker as Broker, freePort } from '../mosquittoBroker.js';
 
-const MOSQUITTO = ['/usr/sbin/mosquitto', '/usr/bin/mosquitto', '/usr/local/sbin/mosquitto'].find((p) => existsSync(p)) ??
-  (spawnSync('sh', ['-c', 'command -v mosquitto'], { encoding: 'utf8' }).stdout.trim() || undefined);
-const SKIP_REASON = 'SKIPPED: mosquitto broker binary not found (apt-get install mosquitto; CI installs it)';
-if (MOSQUITTO === undefined) console.warn(SKIP_REASON);
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
+if (MOSQUITTO === undefined) console.warn(MOSQUITTO_SKIP_REASON);
 
 async function until(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
   const t0 = Date.now();
   while (!cond()) {
     if (Date.now() - t0 > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createConnection({ port, host: '127.0.0.1' });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
-/** A mosquitto process on `port` (config file: listener on 127.0.0.1, anonymous clients). */
-class Broker {
-  #proc: ChildProcess | undefined;
-  constructor(readonly port: number, readonly dir: string) {}
-  async start(): Promise<void> {
-    const conf = join(this.dir, 'mosquitto.conf');
-    writeFileSync(conf, `listener ${this.port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
-    this.#proc = spawn(MOSQUITTO!, ['-c', conf], { stdio: 'ignore' });
-    const t0 = Date.now();
-    while (!(await portOpen(this.port))) {
-      if (Date.now() - t0 > 10_000) throw new Error(`mosquitto did not listen on ${this.port} within 10 s`);
-      await new Promise((r) => setTimeout(r, 30));
-    }
-  }
-  async stop(): Promise<void> {
-    const p = this.#proc;
-    if (p === undefined || p.exitCode !== null) return;
-    const exited = new Promise((r) => p.once('exit', r));
-    p.kill('SIGTERM');
-    await exited;
-    this.#proc = undefined;
   }
 }
 
