@@ -17,12 +17,16 @@ interface RunConfig {
 export const reportCommand: Command = {
   name: 'report',
   summary: 'Collect runs (one per seed) into a learning-result JSON and SVG plot (BENCHMARKS.md format).',
-  usage: 'mbrl report --runs DIR[,DIR...] --out FILE.json --command "..." [--variant NAME] [--reference-source S --reference-mean M --reference-std SD]',
+  usage:
+    'mbrl report --runs DIR[,DIR...] --out FILE.json --command "..." [--variant NAME] [--reference-source S --reference-mean M --reference-std SD]\n' +
+    '       mbrl report --compare RESULT.json[,RESULT.json...] --out FILE.svg [--title T]',
   description:
     'Curves are [envSteps, episodeReturn] of every episode the run recorded. For PETS a planned training episode is\n' +
     'itself a noise-free evaluation of the current controller (as in the PETS paper); warm-up episodes are random.\n' +
     'For learned-policy runs (ME-TRPO, MB-MPO) the points are each iteration\'s evaluation return (deterministic policy).\n' +
-    'final is the mean and std over seeds of the last episode return; final.envSteps is the smallest step count reached.',
+    'final is the mean and std over seeds of the last episode return; final.envSteps is the smallest step count reached.\n' +
+    '--compare overlays learning results (files this command wrote) in one plot: per result, the mean over seeds\n' +
+    'of the return at each step count every seed reached (± std as a band), and prints a table of the finals.',
   options: {
     runs: { type: 'string', valueName: 'DIRS', help: 'Comma-separated run directories (each with config.json and metrics.jsonl).' },
     out: { type: 'string', valueName: 'FILE', help: 'Result JSON to write; the plot goes beside it with .svg.' },
@@ -31,8 +35,11 @@ export const reportCommand: Command = {
     'reference-source': { type: 'string', valueName: 'S', help: 'Where the reference number comes from.' },
     'reference-mean': { type: 'string', valueName: 'M', help: 'Reference mean return.' },
     'reference-std': { type: 'string', valueName: 'SD', help: 'Reference std.' },
+    compare: { type: 'string', valueName: 'FILES', help: 'Comma-separated result JSONs to overlay in one plot (--out FILE.svg).' },
+    title: { type: 'string', valueName: 'T', help: 'The --compare plot title.' },
   },
   async run(values) {
+    if (values.compare !== undefined) return compareResults(String(values.compare).split(','), stringFlag(values, 'out', 'the plot path (.svg)'), values.title as string | undefined);
     const dirs = stringFlag(values, 'runs', 'comma-separated run directories').split(',');
     const out = stringFlag(values, 'out', 'the result JSON path');
     if (!out.endsWith('.json')) throw new UsageError(`--out ${out}: expected a .json path`);
@@ -88,3 +95,51 @@ export const reportCommand: Command = {
     return 0;
   },
 };
+
+interface LearningResult {
+  algo: string;
+  env: string;
+  variant: string;
+  seeds: number[];
+  curves: Record<string, [number, number][]>;
+  final: { envSteps: number; mean: number; std: number };
+}
+
+/**
+ * The mean and population std over seeds at each step count that every seed's curve has (the
+ * seeds of one run share their evaluation schedule; a seed that stopped early ends the curve).
+ */
+export function meanCurve(curves: Record<string, [number, number][]>): { x: number; mean: number; std: number }[] {
+  const perSeed = Object.values(curves).map((c) => new Map(c.map(([x, y]) => [x, y])));
+  if (perSeed.length === 0) return [];
+  const xs = [...perSeed[0].keys()].filter((x) => perSeed.every((m) => m.has(x))).sort((a, b) => a - b);
+  return xs.map((x) => {
+    const ys = perSeed.map((m) => m.get(x) as number);
+    const mean = ys.reduce((a, b) => a + b, 0) / ys.length;
+    return { x, mean, std: Math.sqrt(ys.reduce((a, y) => a + (y - mean) ** 2, 0) / ys.length) };
+  });
+}
+
+async function compareResults(files: string[], out: string, title: string | undefined): Promise<number> {
+  if (!out.endsWith('.svg')) throw new UsageError(`--out ${out}: --compare writes a plot; expected a .svg path`);
+  const results: { file: string; r: LearningResult }[] = [];
+  for (const file of files) {
+    const r = JSON.parse(await readFile(file, 'utf8')) as LearningResult;
+    if (typeof r.algo !== 'string' || typeof r.curves !== 'object' || r.curves === null || typeof r.final?.mean !== 'number') {
+      throw new UsageError(`${file}: expected a learning result (algo, curves, final) as written by mbrl report --runs`);
+    }
+    results.push({ file, r });
+  }
+  const envs = new Set(results.map(({ r }) => r.env));
+  if (envs.size !== 1) throw new UsageError(`--compare: the results are on different environments (${[...envs].join(', ')})`);
+  const label = (r: LearningResult): string => `${r.algo}${r.variant ? ` (${r.variant})` : ''}`;
+  const series = results.map(({ r }) => {
+    const c = meanCurve(r.curves);
+    return { label: `${label(r)}, ${r.seeds.length} seeds`, points: c.map((p) => [p.x, p.mean] as [number, number]), band: c.map((p) => [p.x, p.mean - p.std, p.mean + p.std] as [number, number, number]) };
+  });
+  const env = [...envs][0];
+  await writeFileAtomic(out, linePlotSvg(series, { title: title ?? `${env}: mean episode return over seeds (± std)`, xLabel: 'real environment steps', yLabel: 'episode return' }));
+  const rows = results.map(({ r }) => `| ${label(r)} | ${r.seeds.length} | ${r.final.envSteps} | ${r.final.mean.toFixed(1)} ± ${r.final.std.toFixed(1)} |`);
+  process.stdout.write(`${out}: ${results.length} results on ${env}\n| algorithm | seeds | steps | final return |\n|---|---|---|---|\n${rows.join('\n')}\n`);
+  return 0;
+}
