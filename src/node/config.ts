@@ -79,6 +79,12 @@ export type TransportConfig =
       nodeName: string;
       /** Default `/`. */
       namespace: string;
+      /**
+       * A managed (lifecycle) node: configure creates publishers and subscriptions, activate lets
+       * commands out, deactivate publishes the safe action and holds it, cleanup releases. Driven
+       * by `ros2 lifecycle set` or a lifecycle manager. Default false: a plain node, active at once.
+       */
+      lifecycle: boolean;
     }
   | {
       kind: 'dds';
@@ -207,7 +213,7 @@ export const NODE_CONFIG_DEFAULTS = {
   learner: { refitEveryTransitions: 1000, refitEverySec: 300, promotionMargin: 0, imaginedEvalEpisodes: 5, timeoutSec: 600 },
   buffer: { capacity: 1_000_000, segmentSize: 10_000 },
   mqtt: { clientId: 'mbrl-node', topicPrefix: '', qos: 1 },
-  ros2: { nodeName: 'mbrl_node', namespace: '/' },
+  ros2: { nodeName: 'mbrl_node', namespace: '/', lifecycle: false },
 } as const;
 
 // ---------------------------------------------------------------------------------------------
@@ -238,6 +244,7 @@ const TRANSPORT = z.discriminatedUnion('kind', [
     kind: z.literal('ros2'),
     nodeName: z.string().regex(/^[A-Za-z][A-Za-z0-9_]*$/, 'expected a ROS 2 node name: a letter, then letters, digits or _').default(NODE_CONFIG_DEFAULTS.ros2.nodeName),
     namespace: z.string().regex(/^\/([A-Za-z][A-Za-z0-9_]*(\/[A-Za-z][A-Za-z0-9_]*)*)?$/, 'expected a ROS 2 namespace such as / or /robot1').default(NODE_CONFIG_DEFAULTS.ros2.namespace),
+    lifecycle: z.boolean({ error: 'expected true (a lifecycle node) or false' }).default(NODE_CONFIG_DEFAULTS.ros2.lifecycle),
   }),
   z.strictObject({ kind: z.literal('dds'), domainId: z.int().min(0).max(232).optional() }),
 ]);

@@ -542,7 +542,10 @@ export interface Ros2TransportExtras {
   written?: ReadonlyMap<string, unknown>;
   /** Their types (`loadRosNodeConfig`'s `types`). */
   types?: ReadonlyMap<string, RosScalarType>;
-  /** The lifecycle variant (its `safeCommand` is filled in from the configuration's safe action). */
+  /**
+   * The lifecycle variant's settings (its `safeCommand` is filled in from the configuration's safe
+   * action). A configuration with `transport.lifecycle: true` gets the variant without them.
+   */
   lifecycle?: Omit<Ros2LifecycleOptions, 'safeCommand'>;
   onError?: (err: Error) => void;
 }
@@ -568,7 +571,7 @@ export function ros2TransportOptions(config: NodeConfig, extras: Ros2TransportEx
       ...(extras.types ? { types: extras.types } : {}),
     }),
     publications: [{ topic: config.action.topic, type: config.action.type, qos: actionQos }],
-    ...(extras.lifecycle
+    ...(extras.lifecycle || t.lifecycle
       ? { lifecycle: { ...extras.lifecycle, safeCommand: { topic: config.action.topic, type: config.action.type, data: toActionMessage(config.action)(config.safety.safeAction), qos: actionQos } } }
       : {}),
     ...(extras.onError ? { onError: extras.onError } : {}),

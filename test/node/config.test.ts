@@ -117,7 +117,7 @@ describe('parseNodeConfig', () => {
 
   it('fills each transport kind\'s defaults and leaves obsDim open for a variable-length array', () => {
     const ros2 = parseNodeConfig(variant({ transport: { kind: 'ros2' } }));
-    expect(ros2.transport).toEqual({ kind: 'ros2', nodeName: 'mbrl_node', namespace: '/' });
+    expect(ros2.transport).toEqual({ kind: 'ros2', nodeName: 'mbrl_node', namespace: '/', lifecycle: false });
     expect(parseNodeConfig(variant({ transport: { kind: 'dds', domainId: 7 } })).transport).toEqual({ kind: 'dds', domainId: 7 });
     // No domainId: left to the transport, which reads ROS_DOMAIN_ID as a ROS 2 node does.
     expect(parseNodeConfig(variant({ transport: { kind: 'dds' } })).transport).toEqual({ kind: 'dds' });

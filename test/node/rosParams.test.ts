@@ -75,7 +75,7 @@ describe('parseRosArgs', () => {
 describe('the shipped parameters file', () => {
   it('parses and validates through parseNodeConfig, as the same node as launch/pendulum_mqtt.yaml', () => {
     const { config, nodeName, namespace, sensorKeys } = loadRosNodeConfig({ configFile: PARAMS_FILE });
-    expect(config.transport).toEqual({ kind: 'ros2', nodeName: 'mbrl_node', namespace: '/' });
+    expect(config.transport).toEqual({ kind: 'ros2', nodeName: 'mbrl_node', namespace: '/', lifecycle: false });
     expect([nodeName, namespace, sensorKeys]).toEqual(['mbrl_node', '/', ['joint_states']]);
     expect(config.obsDim).toBe(3);
     expect(config.actDim).toBe(1);
@@ -142,11 +142,11 @@ describe('loadRosNodeConfig', () => {
     // `mbrl_node:` is the root namespace only; `/**/mbrl_node` any namespace.
     expect(() => loadRosNodeConfig({ configFile: ours, argv: ['--ros-args', '-r', '__ns:=/robot1'] })).toThrow(/\/robot1\/mbrl_node/);
     const anyNs = file(stringify({ '/**/mbrl_node': { ros__parameters: shippedParams() } }));
-    expect(loadRosNodeConfig({ configFile: anyNs, argv: ['--ros-args', '-r', '__ns:=/robot1'] }).config.transport).toEqual({ kind: 'ros2', nodeName: 'mbrl_node', namespace: '/robot1' });
+    expect(loadRosNodeConfig({ configFile: anyNs, argv: ['--ros-args', '-r', '__ns:=/robot1'] }).config.transport).toEqual({ kind: 'ros2', nodeName: 'mbrl_node', namespace: '/robot1', lifecycle: false });
     // Nested namespace keys, and the one named node as the default identity.
     const nestedNs = file(stringify({ '/robot1': { arm: { ros__parameters: shippedParams() } } }));
     const n = loadRosNodeConfig({ configFile: nestedNs });
-    expect([n.nodeName, n.namespace, n.config.transport]).toEqual(['arm', '/robot1', { kind: 'ros2', nodeName: 'arm', namespace: '/robot1' }]);
+    expect([n.nodeName, n.namespace, n.config.transport]).toEqual(['arm', '/robot1', { kind: 'ros2', nodeName: 'arm', namespace: '/robot1', lifecycle: false }]);
 
     // Order: sections in the order first seen, later ones win: /** then mbrl_node → mbrl_node's.
     const twoA = file(stringify({ '/**': { ros__parameters: { ...shippedParams(), controlPeriodMs: 40 } }, mbrl_node: { ros__parameters: { controlPeriodMs: 20 } } }));
@@ -235,6 +235,18 @@ describe('nodeConfigToRosParameters', () => {
     expect(o.lifecycle?.safeCommand).toMatchObject({ topic: '/mbrl/action', type: 'std_msgs/msg/Float64MultiArray', data: { data: [0] } });
     expect(o.parameters?.every((p) => p.readOnly === undefined)).toBe(true); // read-only by default
     expect(() => ros2TransportOptions(loadNodeConfig(join(ROOT, 'launch/pendulum_sim.yaml')))).toThrow(/transport\.kind: expected ros2, got "sim"/);
+  });
+
+  it('transport.lifecycle: true makes the node a lifecycle node holding the safe action; the default is a plain node', () => {
+    const plain = loadRosNodeConfig({ configFile: PARAMS_FILE });
+    expect(plain.config.transport).toMatchObject({ kind: 'ros2', lifecycle: false });
+    expect(ros2TransportOptions(plain.config).lifecycle).toBeUndefined();
+    const managed = loadRosNodeConfig({ configFile: PARAMS_FILE, argv: ['--ros-args', '-p', 'transport.lifecycle:=true'] });
+    expect(managed.config.transport).toMatchObject({ kind: 'ros2', lifecycle: true });
+    expect(ros2TransportOptions(managed.config).lifecycle).toMatchObject({
+      safeCommand: { topic: '/mbrl/action', type: 'std_msgs/msg/Float64MultiArray', data: { data: [0] }, qos: { reliability: 'reliable', durability: 'volatile', depth: 10 } },
+    });
+    expect(() => loadRosNodeConfig({ configFile: PARAMS_FILE, argv: ['--ros-args', '-p', 'transport.lifecycle:=1'] })).toThrow(/transport\.lifecycle/);
   });
 });
 
@@ -344,7 +356,7 @@ function checkCommandLine(cmd: string[], expected: { checkpointDir: string; node
   // The whole line is what the loader turns into a valid configuration.
   const loaded = loadRosNodeConfig({ configFile: parsed.values.config as string, argv: cmd });
   expect(loaded.config.checkpointDir).toBe(expected.checkpointDir);
-  expect(loaded.config.transport).toEqual({ kind: 'ros2', nodeName: expected.nodeName, namespace: expected.namespace });
+  expect(loaded.config.transport).toEqual({ kind: 'ros2', nodeName: expected.nodeName, namespace: expected.namespace, lifecycle: false });
   expect(loaded.config.controlPeriodMs).toBe(50);
 }
 
