@@ -169,7 +169,7 @@ describe('makeNodeTransport and the launch configs', () => {
       throw new Error('expected a ValidationError');
     };
     // The ros2 backend builds without rclnodejs (it is imported at connect); without ROS sourced, connect says how to fix it.
-    const ros2 = makeNodeTransport({ ...sim, transport: { kind: 'ros2', nodeName: 'n', namespace: '/' } }, { env: {} });
+    const ros2 = makeNodeTransport({ ...sim, transport: { kind: 'ros2', nodeName: 'n', namespace: '/', lifecycle: false } }, { env: {} });
     expect(ros2.kind).toBe('ros2');
     if (process.env.ROS_DISTRO === undefined) await expect(ros2.connect()).rejects.toThrow(/source \/opt\/ros\/<distro>\/setup\.bash/);
     expect(error(() => makeNodeTransport({ ...mqtt, transport: { ...mqtt.transport, passwordEnv: 'MBRL_TEST_NO_SUCH_VAR' } as NodeConfig['transport'] }, { env: {} }))).toMatch(/transport\.passwordEnv: the environment variable MBRL_TEST_NO_SUCH_VAR is not set/);
