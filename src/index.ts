@@ -198,7 +198,8 @@ export { rosCodec, ddsTopicName, ddsTypeName, DDS_NODE_TYPES } from './transport
 export { buildRawCdrShim } from './transports/dds/rawCdrShim.js';
 export { SimTransport } from './transports/sim.js';
 export { MqttTransport } from './transports/mqtt.js';
-export { Learner, makeLearnerConfig, LEARNER_DEFAULTS, type LearnerConfig } from './node/learner.js';
+export { Learner, makeLearnerConfig, LEARNER_DEFAULTS, type LearnerConfig, type LearnerPolicy } from './node/learner.js';
+export { policyGate, imaginedReturns, type LearnerPolicyConfig } from './node/learnerPolicy.js';
 export { BufferSegments } from './node/bufferSegments.js';
 export { trainMbpo, makeMbpoConfig, mixedReplayBatch, rolloutLengthAt, modelBufferCapacity, MBPO_DEFAULTS, MBPO_ENV_OVERRIDES, type MbpoConfig, type MbpoOverrides, type MbpoState, type MbpoEpisodeMetrics, type MbpoHooks, type MbpoResult, type RolloutSchedule } from './algorithms/mbpo.js';
 export { runAdaptation, makeAdaptConfig, ADAPT_DEFAULTS, ISSUE_10_PHYSICS, safeActionFor, rollbackFloor, shouldRollBack, SafeRealSystem, nominalReturn, type AdaptConfig } from './algorithms/adapt.js';

@@ -11,6 +11,22 @@ export const MOSQUITTO: string | undefined = ['/usr/sbin/mosquitto', '/usr/bin/m
   (spawnSync('sh', ['-c', 'command -v mosquitto'], { encoding: 'utf8' }).stdout.trim() || undefined);
 export const MOSQUITTO_SKIP_REASON = 'SKIPPED: mosquitto broker binary not found (apt-get install mosquitto; CI installs it)';
 
+/** The installed mosquitto's version, [major, minor], from `mosquitto -h`; undefined if absent or unreadable. */
+export const MOSQUITTO_VERSION: [number, number] | undefined = (() => {
+  if (MOSQUITTO === undefined) return undefined;
+  const help = spawnSync(MOSQUITTO, ['-h'], { encoding: 'utf8' });
+  const m = /mosquitto version (\d+)\.(\d+)/.exec(`${help.stdout ?? ''}${help.stderr ?? ''}`);
+  return m ? [Number(m[1]), Number(m[2])] : undefined;
+})();
+
+/**
+ * Lines every test broker gets: no persistence, and no Nagle delay on the sockets to its clients
+ * (`set_tcp_nodelay`, mosquitto ≥ 1.5; docs/mqtt.md), as the node's users are told to configure
+ * theirs. Without it, a small message forwarded to a subscriber can wait for the previous one's
+ * acknowledgement: tens of milliseconds on loopback (docs/mqtt.md, "Broker settings").
+ */
+export const MOSQUITTO_COMMON_CONFIG = `persistence false\n${MOSQUITTO_VERSION !== undefined && (MOSQUITTO_VERSION[0] > 1 || MOSQUITTO_VERSION[1] >= 5) ? 'set_tcp_nodelay true\n' : ''}`;
+
 /** A free TCP port on 127.0.0.1 (free when asked; the caller binds it soon after). */
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -36,7 +52,8 @@ export function portOpen(port: number): Promise<boolean> {
 
 /**
  * A mosquitto process on `port` in `dir`. The default config is a listener on 127.0.0.1 with
- * anonymous clients; `extraConfig` lines are appended (a TLS listener, a password file, ...).
+ * anonymous clients; another `config` replaces it (a TLS listener, a password file, ...).
+ * `MOSQUITTO_COMMON_CONFIG` is appended to either.
  */
 export class MosquittoBroker {
   #proc: ChildProcess | undefined;
@@ -48,7 +65,7 @@ export class MosquittoBroker {
   async start(): Promise<void> {
     if (MOSQUITTO === undefined) throw new Error(MOSQUITTO_SKIP_REASON);
     const conf = join(this.dir, `mosquitto-${this.port}.conf`);
-    writeFileSync(conf, `${this.config}persistence false\n`);
+    writeFileSync(conf, `${this.config}${MOSQUITTO_COMMON_CONFIG}`);
     this.#proc = spawn(MOSQUITTO, ['-c', conf], { stdio: 'ignore' });
     const t0 = Date.now();
     while (!(await portOpen(this.port))) {

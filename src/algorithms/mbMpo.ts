@@ -254,6 +254,47 @@ export async function adaptOnRealSystem(
   }
 }
 
+/**
+ * MB-MPO's policy phase: `metaStepsPerIteration` meta-steps over the members of `weights` (each
+ * member one task, imagined trajectories from real start states). `trainMbMpo` runs it after each
+ * refit; the control node's learner runs it after each promoted refit.
+ * @param startStates real start states, row-major [m, obsDim]
+ * @param onStep called after every meta-step with the steps taken so far (a heartbeat; a throw aborts the phase)
+ * @returns the last meta-step's statistics (undefined for none), the accepted steps, the diverged imagined rollouts
+ */
+export async function metaPolicyPhase(
+  config: MbMpoConfig,
+  policy: GaussianMlpPolicy,
+  weights: EnsembleWeights,
+  startStates: Float64Array,
+  horizon: number,
+  task: TaskFunctions,
+  rng: Rng,
+  log: (line: string) => void,
+  stateBounds?: { low: Float64Array; high: Float64Array },
+  onStep?: (steps: number) => void,
+): Promise<{ last: MetaStepStats | undefined; accepted: number; diverged: number }> {
+  const K = weights.spec.numMembers;
+  const predictors = await Promise.all(Array.from({ length: K }, (_, k) => OrtEnsemblePredictor.create(selectMembers(weights, [k]), { intraOpThreads: 1 })));
+  let last: MetaStepStats | undefined;
+  let accepted = 0;
+  try {
+    const sources = predictors.map(
+      (p) => new ModelRolloutSource(new ModelEnv(p, { task, rng: rng.fork() }), { numEnvs: config.trajectoriesPerTask, horizon, startStates, rng: rng.fork(), stateBounds }),
+    );
+    for (let m = 0; m < config.metaStepsPerIteration; m++) {
+      const t0 = performance.now();
+      last = await metaStep(policy, sources, config, rng);
+      if (last.accepted) accepted++;
+      log(`  meta-step ${m + 1}: imagined return pre ${fmtMean(last.preReturns)} post ${fmtMean(last.postReturns)}, kl ${last.klAfter.toExponential(2)}${last.accepted ? '' : ' (rejected)'}, ${((performance.now() - t0) / 1000).toFixed(1)} s (rollouts ${last.rolloutSeconds.toFixed(1)} s, update ${last.updateSeconds.toFixed(1)} s)`);
+      onStep?.(m + 1);
+    }
+    return { last, accepted, diverged: sources.reduce((s, x) => s + x.diverged, 0) };
+  } finally {
+    for (const p of predictors) p.dispose();
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The loop
 
@@ -337,27 +378,7 @@ export async function trainMbMpo(config: MbMpoConfig, env: Env, hooks: MbMpoHook
 
       // 3. Meta-policy optimisation over the members.
       normalizePolicyOnBuffer(policy, state.buffer);
-      const weights = state.ensemble as EnsembleWeights;
-      const predictors = await Promise.all(Array.from({ length: K }, (_, k) => OrtEnsemblePredictor.create(selectMembers(weights, [k]), { intraOpThreads: 1 })));
-      let last: MetaStepStats | undefined;
-      let accepted = 0;
-      let diverged = 0;
-      try {
-        const starts = Float64Array.from(state.startStates);
-        const stateBounds = imaginedStateBounds(config, state.buffer);
-        const sources = predictors.map(
-          (p) => new ModelRolloutSource(new ModelEnv(p, { task, rng: rng.fork() }), { numEnvs: config.trajectoriesPerTask, horizon, startStates: starts, rng: rng.fork(), stateBounds }),
-        );
-        for (let m = 0; m < config.metaStepsPerIteration; m++) {
-          const t0 = performance.now();
-          last = await metaStep(policy, sources, config, rng);
-          if (last.accepted) accepted++;
-          log(`  meta-step ${m + 1}: imagined return pre ${fmtMean(last.preReturns)} post ${fmtMean(last.postReturns)}, kl ${last.klAfter.toExponential(2)}${last.accepted ? '' : ' (rejected)'}, ${((performance.now() - t0) / 1000).toFixed(1)} s (rollouts ${last.rolloutSeconds.toFixed(1)} s, update ${last.updateSeconds.toFixed(1)} s)`);
-        }
-        diverged = sources.reduce((s, x) => s + x.diverged, 0);
-      } finally {
-        for (const p of predictors) p.dispose();
-      }
+      const { last, accepted, diverged } = await metaPolicyPhase(config, policy, state.ensemble as EnsembleWeights, Float64Array.from(state.startStates), horizon, task, rng, log, imaginedStateBounds(config, state.buffer));
       state.policy = policy.getWeights();
 
       // 4. Evaluate on the real system without and with online adaptation.

@@ -322,8 +322,15 @@ export async function trainMeTrpo(config: MeTrpoConfig, env: Env, hooks: MeTrpoH
   return state;
 }
 
-/** TRPO in the ensemble until the validation rule stops it; leaves the last validated parameters in `policy`. */
-async function policyPhase(
+/**
+ * ME-TRPO's policy phase: TRPO in the ensemble until the validation rule stops it (or
+ * `maxPolicyIterations` steps); leaves the last validated parameters in `policy`. `trainMeTrpo`
+ * runs it after each refit; the control node's learner runs it after each promoted refit.
+ * @param weights the ensemble (every member is validated)
+ * @param startStates real start states, row-major [m, obsDim]
+ * @param onStep called after every TRPO step with the steps taken so far (a heartbeat; a throw aborts the phase)
+ */
+export async function policyPhase(
   config: MeTrpoConfig,
   policy: GaussianMlpPolicy,
   weights: EnsembleWeights,
@@ -333,6 +340,7 @@ async function policyPhase(
   rng: Rng,
   log: (line: string) => void,
   stateBounds?: { low: Float64Array; high: Float64Array },
+  onStep?: (steps: number) => void,
 ): Promise<{ iterations: number; improvedFractions: number[]; stopReason: 'validation' | 'maxPolicyIterations'; diverged: number }> {
   const K = weights.spec.numMembers;
   const all = await OrtEnsemblePredictor.create(weights, { intraOpThreads: 1 });
@@ -382,6 +390,7 @@ async function policyPhase(
       trpoStep(policy, batch, standardize(advantages), config);
       baseline.fit(batch.obs, batch.timesteps, returns, batch.size);
       it++;
+      onStep?.(it);
     }
     if (stopReason === 'maxPolicyIterations') {
       // A last validation decides between the final parameters and the last validated ones.
@@ -419,8 +428,8 @@ export async function modelReturn(modelEnv: ModelEnv, policy: GaussianMlpPolicy,
   return Number.isFinite(total) ? total / n : -Infinity;
 }
 
-/** Sets a parameter-mode policy's log σ to `value` in every dimension. */
-function resetLogStd(policy: GaussianMlpPolicy, value: number): void {
+/** Sets a parameter-mode policy's log σ to `value` in every dimension (ME-TRPO's `resetLogStd`). */
+export function resetLogStd(policy: GaussianMlpPolicy, value: number): void {
   if (policy.spec.stdMode !== 'parameter') return;
   const v = policy.variables[policy.variables.length - 1];
   tf.tidy(() => v.assign(tf.fill(v.shape, value)));

@@ -15,7 +15,8 @@
  *     fields:                           # a block list: YAML does not allow [ ] inside [a, b]
  *       - position[0..1]                  # or sensor_msgs/msg/JointState.position[0..1]
  *       - velocity[0..1]
- *     maxAgeMs: 100
+ *     maxAgeMs: 100                       # drop readings stamped more than this ago (synchronised clocks)
+ *     maxFutureMs: 1000                   # the default: drop readings stamped more than this ahead
  * action:
  *   topic: /cmd_vel
  *   type: geometry_msgs/msg/Twist
@@ -27,9 +28,9 @@
  *   watchdogTimeoutMs: 250
  *   estop: { topic: /estop }              # std_msgs/msg/Bool .data: true stops, false clears
  * reward: { kind: task, task: Pendulum-v1 }
- * controller: { kind: planner }
+ * controller: { kind: planner }          # or { kind: learnedPolicy, deterministic: false } with me-trpo / mb-mpo
  * algorithm: { kind: pets, overrides: { planner: { kind: cem, horizon: 20 } } }
- * learner: { refitEveryTransitions: 1000, refitEverySec: 300 }
+ * learner: { refitEveryTransitions: 1000, refitEverySec: 300 }   # policies: policyStepsPerRefit, promotionMargin, …
  * checkpointDir: ./checkpoints
  * ```
  */
@@ -43,8 +44,10 @@ import { fieldWidth, parseFieldSpec, type BagField, type ResampleRule } from '..
 import { ENV_IDS } from '../envs/registry.js';
 import type { SafetyConfig } from '../pipeline/safetyFilter.js';
 import { resolveFieldPath } from '../pipeline/resolveFieldPath.js';
+import { MQTT_BACKOFF_DEFAULTS, type MqttBackoff } from '../transports/mqttBackoff.js';
+import { MQTT_MAX_PAYLOAD_BYTES } from '../transports/mqtt.js';
 import type { ActionSpec } from '../pipeline/toActionMessage.js';
-import type { SensorSpec } from '../pipeline/validateMessages.js';
+import { MAX_FUTURE_MS_DEFAULT, type SensorSpec } from '../pipeline/validateMessages.js';
 
 /** How the node reaches the robot (or the simulator standing in for it). */
 export type TransportConfig =
@@ -69,9 +72,37 @@ export type TransportConfig =
       topicPrefix: string;
       /** MQTT QoS of publishes and subscriptions. Default 1. */
       qos: 0 | 1 | 2;
+      /** `json` (default) or `binary`: the compact layout of `src/transports/mqttBinary.ts` (docs/mqtt.md). The robot must use the same. */
+      payload: 'json' | 'binary';
+      /** MQTT keepalive, seconds: a dead connection is noticed (and the will published) after 1.5 × this. 0 disables it. Default 10. */
+      keepaliveSec: number;
+      /** Reconnection backoff: `initialDelayMs` (default 250), doubling (`factor` 2) up to `maxDelayMs` (10000), `jitter` 0.2; reset once connected. */
+      reconnect: MqttBackoff;
+      /**
+       * Where the node announces itself (JSON `{"state":"online"|"offline",…}`, retained; the
+       * broker publishes `offline` as the node's last will when its connection dies), under
+       * `topicPrefix`. Default `/mbrl/status/<clientId>`; null: no status, no will.
+       */
+      statusTopic: string | null;
+      /** User name for brokers with accounts. */
       username?: string;
-      /** The environment variable holding the password (kept out of the config file). */
+      /**
+       * The environment variable holding the password. The password itself is never written in
+       * this file (it would sit in plain text here, in saved runs and in logs): use `passwordEnv`
+       * or `passwordFile`.
+       */
       passwordEnv?: string;
+      /** A file holding the password (its first line; a trailing newline is ignored), relative to the config file; e.g. a mounted secret. */
+      passwordFile?: string;
+      /** TLS (needs an `mqtts://` or `wss://` url): PEM files relative to the config file, and whether an unverified broker certificate is refused (default true). */
+      tls?: { caFile?: string; certFile?: string; keyFile?: string; rejectUnauthorized: boolean };
+      /**
+       * Largest payload the node decodes, bytes (64 … 268 435 455, MQTT's largest); a longer one is
+       * dropped unread and counted (`tooLarge`). Default 1 048 576 (1 MiB). Decoding runs on the
+       * control loop's thread, about 10–65 ms per MiB of JSON: for a fast loop, set it near the
+       * largest real message (a JointState of 30 joints, with positions, velocities and efforts, is ~2.2 kB).
+       */
+      maxPayloadBytes: number;
     }
   | {
       kind: 'ros2';
@@ -95,6 +126,12 @@ export type TransportConfig =
 /** One sensor topic: its fields enter the observation in order. */
 export interface SensorConfig extends SensorSpec {
   fields: BagField[];
+  /**
+   * Readings stamped more than this ahead of the node's clock are dropped (`future`), ms; null:
+   * no limit. Default 1000 (`MAX_FUTURE_MS_DEFAULT`); `parseNodeConfig` always fills it. See
+   * `SensorSpec.maxFutureMs` for why and how to choose it.
+   */
+  maxFutureMs?: number | null;
   /** `sensorData` (default: best effort, which also receives from reliable publishers) or `default` (reliable). */
   qos: 'sensorData' | 'default';
 }
@@ -140,9 +177,18 @@ export type ControllerConfig =
     }
   | {
       kind: 'learnedPolicy';
-      /** The policy ME-TRPO or MB-MPO trains, updated on promotion; a saved run to start from. */
+      /**
+       * The Gaussian MLP policy ME-TRPO or MB-MPO (`algorithm.kind`) trains: a saved run to start
+       * from, relative to the config file; without one, a fresh random policy. Learned online when
+       * the task's reward is known (`reward.kind: task`, or the sim): each promoted policy (and
+       * MB-MPO's online adaptation of it) is swapped in; see `learner`.
+       */
       checkpoint?: string;
-      /** Act with the policy's mean (default true) rather than sampling. */
+      /**
+       * Act with the policy's mean (default true) rather than sampling. Learning from scratch needs
+       * `false`: the data then explore, as ME-TRPO and MB-MPO collect with the stochastic policy,
+       * and MB-MPO's inner step learns from the sampled actions (from the mean it learns nothing).
+       */
       deterministic: boolean;
     };
 
@@ -153,17 +199,34 @@ export interface AlgorithmSelection {
   overrides: Record<string, unknown>;
 }
 
-/** When and how the learner refits and promotes. */
+/**
+ * When and how the learner refits and promotes. Models are promoted when finite and not worse on
+ * held-out transitions; with `learnedPolicy`, each promoted model is followed by the algorithm's
+ * policy phase (ME-TRPO's TRPO steps, MB-MPO's meta-steps) on it, and the candidate policy is
+ * promoted by its imagined return (the keys below).
+ */
 export interface LearnerConfig {
   /** Refit after this many new transitions; null: not by count. Default 1000. */
   refitEveryTransitions: number | null;
   /** Refit after this many seconds; null: not by time. Default 300. Whichever comes first. */
   refitEverySec: number | null;
-  /** A refitted model or policy replaces the running one only if its imagined mean return beats the running one's by at least this (return units). Default 0. */
+  /**
+   * A candidate policy replaces the running one only if its imagined mean return is at least the
+   * running one's plus this (return units; negative tolerates a worse one). Default 0.
+   */
   promotionMargin: number;
-  /** Imagined episodes each candidate is evaluated on before promotion. Default 5. */
+  /** Imagined episodes (on the new ensemble, same start states and model draws for both) the candidate and the running policy are evaluated on. Default 5. */
   imaginedEvalEpisodes: number;
-  /** A refit running longer than this is abandoned (the controller keeps the running model), seconds. Default 600. */
+  /**
+   * Most TRPO steps (ME-TRPO, whose validation rule may stop earlier) or meta-steps (MB-MPO) per
+   * refit; null (default): the algorithm's `maxPolicyIterations` / `metaStepsPerIteration`.
+   */
+  policyStepsPerRefit: number | null;
+  /** MB-MPO: the newest real transitions the deployed policy is adapted on (the inner step). Default 200. */
+  adaptWindow: number;
+  /** MB-MPO: adapt again after this many new transitions (and after each promotion). Default 100. */
+  adaptEveryTransitions: number;
+  /** A refit or policy phase running longer than this is abandoned (the controller keeps the running model and policy), seconds. Default 600. */
   timeoutSec: number;
 }
 
@@ -210,9 +273,10 @@ export const NODE_CONFIG_DEFAULTS = {
   onControllerError: 'safeAction',
   estopType: 'std_msgs/msg/Bool',
   estopField: 'data',
-  learner: { refitEveryTransitions: 1000, refitEverySec: 300, promotionMargin: 0, imaginedEvalEpisodes: 5, timeoutSec: 600 },
+  learner: { refitEveryTransitions: 1000, refitEverySec: 300, promotionMargin: 0, imaginedEvalEpisodes: 5, policyStepsPerRefit: null, adaptWindow: 200, adaptEveryTransitions: 100, timeoutSec: 600 },
   buffer: { capacity: 1_000_000, segmentSize: 10_000 },
-  mqtt: { clientId: 'mbrl-node', topicPrefix: '', qos: 1 },
+  /** MQTT; `statusTopic` defaults to `/mbrl/status/<clientId>`. */
+  mqtt: { clientId: 'mbrl-node', topicPrefix: '', qos: 1, payload: 'json', keepaliveSec: 10, reconnect: MQTT_BACKOFF_DEFAULTS, maxPayloadBytes: MQTT_MAX_PAYLOAD_BYTES },
   ros2: { nodeName: 'mbrl_node', namespace: '/', lifecycle: false },
 } as const;
 
@@ -237,8 +301,29 @@ const TRANSPORT = z.discriminatedUnion('kind', [
     clientId: z.string().min(1).default(NODE_CONFIG_DEFAULTS.mqtt.clientId),
     topicPrefix: z.string().regex(/^[^#+]*$/, 'expected a topic prefix without MQTT wildcards (# +)').default(NODE_CONFIG_DEFAULTS.mqtt.topicPrefix),
     qos: z.union([z.literal(0), z.literal(1), z.literal(2)], { error: 'expected an MQTT QoS: 0, 1 or 2' }).default(NODE_CONFIG_DEFAULTS.mqtt.qos),
-    username: z.string().optional(),
+    payload: z.enum(['json', 'binary']).default(NODE_CONFIG_DEFAULTS.mqtt.payload),
+    keepaliveSec: z.int().min(0).max(65535).default(NODE_CONFIG_DEFAULTS.mqtt.keepaliveSec),
+    reconnect: z
+      .strictObject({
+        initialDelayMs: z.int().positive().max(2_147_483_647).default(MQTT_BACKOFF_DEFAULTS.initialDelayMs),
+        maxDelayMs: z.int().positive().max(2_147_483_647).default(MQTT_BACKOFF_DEFAULTS.maxDelayMs),
+        factor: z.number().min(1).refine(Number.isFinite, 'expected a finite number').default(MQTT_BACKOFF_DEFAULTS.factor),
+        jitter: z.number().min(0).max(1).default(MQTT_BACKOFF_DEFAULTS.jitter),
+      })
+      .default({ ...MQTT_BACKOFF_DEFAULTS }),
+    statusTopic: z.string().regex(/^(\/[^/#+\s]+)+$/, 'expected a topic such as /mbrl/status/robot1 (levels after /, no MQTT wildcards # +), or null for none').nullable().optional(),
+    username: z.string().min(1).optional(),
     passwordEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected the name of an environment variable').optional(),
+    passwordFile: PATH.optional(),
+    // Accepted by the shape only to be refused by name (mqttTransportConfig), without echoing it.
+    password: z.unknown().optional(),
+    tls: z
+      .strictObject({ caFile: PATH.optional(), certFile: PATH.optional(), keyFile: PATH.optional(), rejectUnauthorized: z.boolean({ error: 'expected true or false' }).default(true) })
+      .optional(),
+    maxPayloadBytes: z
+      .number()
+      .refine((v) => Number.isInteger(v) && v >= 64 && v <= 268_435_455, 'expected a whole number of bytes, 64 … 268435455 (MQTT\'s largest payload; 1048576 is 1 MiB)')
+      .default(NODE_CONFIG_DEFAULTS.mqtt.maxPayloadBytes),
   }),
   z.strictObject({
     kind: z.literal('ros2'),
@@ -254,6 +339,7 @@ const SENSOR = z.strictObject({
   type: MSG_TYPE,
   fields: z.array(z.string()).min(1),
   maxAgeMs: POSITIVE.optional(),
+  maxFutureMs: POSITIVE.nullable().default(MAX_FUTURE_MS_DEFAULT),
   qos: QOS.default(NODE_CONFIG_DEFAULTS.sensorQos),
 });
 
@@ -287,6 +373,9 @@ const SCHEMA = z.strictObject({
       refitEverySec: POSITIVE.nullable().default(NODE_CONFIG_DEFAULTS.learner.refitEverySec),
       promotionMargin: FINITE.default(NODE_CONFIG_DEFAULTS.learner.promotionMargin),
       imaginedEvalEpisodes: COUNT.default(NODE_CONFIG_DEFAULTS.learner.imaginedEvalEpisodes),
+      policyStepsPerRefit: COUNT.nullable().default(NODE_CONFIG_DEFAULTS.learner.policyStepsPerRefit),
+      adaptWindow: z.int().min(2).default(NODE_CONFIG_DEFAULTS.learner.adaptWindow),
+      adaptEveryTransitions: COUNT.default(NODE_CONFIG_DEFAULTS.learner.adaptEveryTransitions),
       timeoutSec: POSITIVE.default(NODE_CONFIG_DEFAULTS.learner.timeoutSec),
     })
     .default({ ...NODE_CONFIG_DEFAULTS.learner }),
@@ -343,13 +432,23 @@ export function loadNodeConfig(file: string): NodeConfig {
     throw new ValidationError(file, 'yaml', `not valid YAML (${err instanceof Error ? err.message : String(err)})`);
   }
   const config = parseNodeConfig(raw, file);
-  const base = dirname(resolve(file));
+  resolveConfigPaths(config, dirname(resolve(file)));
+  return config;
+}
+
+/**
+ * Makes the configuration's relative paths absolute against `base` (the config file's directory),
+ * in place: the checkpoint directory, the controller's model or checkpoint, the simulator's MJCF
+ * directory, the MQTT password and TLS files. `loadNodeConfig` and the ROS parameters form
+ * (`loadRosNodeConfig`) both use it.
+ */
+export function resolveConfigPaths(config: NodeConfig, base: string): void {
   const abs = (p: string): string => (isAbsolute(p) ? p : resolve(base, p));
   config.checkpointDir = abs(config.checkpointDir);
   if (config.controller.kind === 'onnx') config.controller.model = abs(config.controller.model);
   else if (config.controller.checkpoint !== undefined) config.controller.checkpoint = abs(config.controller.checkpoint);
   if (config.transport.kind === 'sim' && config.transport.mjcfDir !== undefined) config.transport.mjcfDir = abs(config.transport.mjcfDir);
-  return config;
+  if (config.transport.kind === 'mqtt') resolveMqttPaths(config.transport, abs);
 }
 
 /**
@@ -365,7 +464,14 @@ export function nodeConfigToJson(config: NodeConfig): Record<string, unknown> {
     transport: structuredClone(config.transport),
     controlPeriodMs: config.controlPeriodMs,
     resample: config.resample,
-    sensors: config.sensors.map((s) => ({ topic: s.topic, type: s.type, fields: s.fields.map(spec), ...(s.maxAgeMs !== undefined ? { maxAgeMs: s.maxAgeMs } : {}), qos: s.qos })),
+    sensors: config.sensors.map((s) => ({
+      topic: s.topic,
+      type: s.type,
+      fields: s.fields.map(spec),
+      ...(s.maxAgeMs !== undefined ? { maxAgeMs: s.maxAgeMs } : {}),
+      ...(s.maxFutureMs !== undefined ? { maxFutureMs: s.maxFutureMs } : {}),
+      qos: s.qos,
+    })),
     action: { topic: config.action.topic, type: config.action.type, fields: config.action.fields.map(spec), qos: config.action.qos },
     actionBounds: structuredClone(config.actionBounds),
     safety: { ...structuredClone(safety), ...(estop ? { estop: { topic: estop.topic, type: estop.type, field: spec(estop.field) } } : {}) },
@@ -393,6 +499,7 @@ function crossCheck(c: Parsed, where: string, problems: Problem[]): NodeConfig {
   };
 
   if (c.transport.kind === 'sim' && !ENV_IDS.includes(c.transport.env)) problem('transport.env', `expected a built-in task (${ENV_IDS.join(', ')}), got ${describe(c.transport.env)}`);
+  const transport = c.transport.kind === 'mqtt' ? mqttTransportConfig(c.transport, problem) : (c.transport as TransportConfig);
 
   // Sensors: fields parsed and, for common messages, checked against the definition.
   const seen = new Map<string, number>();
@@ -413,7 +520,7 @@ function crossCheck(c: Parsed, where: string, problems: Problem[]): NodeConfig {
       const width = resolved ? resolved.width : fieldWidth(f) ?? 1;
       obsDim = width === undefined || obsDim === null ? null : obsDim + width;
     });
-    return { topic: s.topic, type: s.type, fields, qos: s.qos, ...(s.maxAgeMs !== undefined ? { maxAgeMs: s.maxAgeMs } : {}) };
+    return { topic: s.topic, type: s.type, fields, qos: s.qos, ...(s.maxAgeMs !== undefined ? { maxAgeMs: s.maxAgeMs } : {}), maxFutureMs: s.maxFutureMs };
   });
 
   // Action: every field must say how many numbers it takes.
@@ -493,7 +600,7 @@ function crossCheck(c: Parsed, where: string, problems: Problem[]): NodeConfig {
   if (c.buffer.segmentSize > c.buffer.capacity) problem('buffer.segmentSize', `${c.buffer.segmentSize} is larger than buffer.capacity (${c.buffer.capacity}); expected at most the capacity`);
 
   return {
-    transport: c.transport as TransportConfig,
+    transport,
     controlPeriodMs: c.controlPeriodMs,
     resample: c.resample,
     sensors,
@@ -515,6 +622,42 @@ function crossCheck(c: Parsed, where: string, problems: Problem[]): NodeConfig {
     actDim,
     obsDim,
   };
+}
+
+type MqttTransportConfig = Extract<TransportConfig, { kind: 'mqtt' }>;
+
+/** The MQTT transport's rules that span keys: credentials, TLS, backoff, the status topic (filled). */
+function mqttTransportConfig(t: Extract<Parsed['transport'], { kind: 'mqtt' }>, problem: (key: string, message: string) => void): MqttTransportConfig {
+  const { password, ...rest } = t;
+  // Never echoed: the value is a secret.
+  if (password !== undefined) {
+    problem('transport.password', 'a password is never written in the config file (it would sit in plain text here, in saved runs and in logs); expected transport.passwordEnv (an environment variable holding it) or transport.passwordFile (a file holding it)');
+  }
+  if (t.passwordEnv !== undefined && t.passwordFile !== undefined) problem('transport.passwordFile', `the password comes from passwordEnv (${t.passwordEnv}) already; expected one of passwordEnv or passwordFile`);
+  if ((t.passwordEnv !== undefined || t.passwordFile !== undefined) && t.username === undefined) problem('transport.username', 'required with passwordEnv or passwordFile: MQTT sends a password only with a user name');
+  if (t.tls !== undefined) {
+    if (!/^(mqtts|wss):\/\//.test(t.url)) problem('transport.tls', `TLS settings need an mqtts:// or wss:// url; expected transport.url such as mqtts://broker:8883, got ${describe(t.url)}`);
+    if ((t.tls.certFile === undefined) !== (t.tls.keyFile === undefined)) problem(t.tls.certFile === undefined ? 'transport.tls.certFile' : 'transport.tls.keyFile', 'a client certificate needs both tls.certFile and tls.keyFile');
+  }
+  if (t.reconnect.maxDelayMs < t.reconnect.initialDelayMs) problem('transport.reconnect.maxDelayMs', `${t.reconnect.maxDelayMs} is below reconnect.initialDelayMs (${t.reconnect.initialDelayMs}); expected the longest wait ≥ the first`);
+  let statusTopic = t.statusTopic;
+  if (statusTopic === undefined) {
+    statusTopic = `/mbrl/status/${t.clientId}`;
+    if (/[#+]/.test(t.clientId) || t.clientId.split('/').some((level) => level === '')) {
+      problem('transport.clientId', `${describe(t.clientId)} cannot name the default status topic /mbrl/status/<clientId>; expected a client id without # + or empty /-levels, or transport.statusTopic set (null for none)`);
+    }
+  }
+  return { ...rest, statusTopic };
+}
+
+/** `loadNodeConfig`'s resolution of the MQTT transport's files against the config file's directory. */
+function resolveMqttPaths(t: MqttTransportConfig, abs: (p: string) => string): void {
+  if (t.passwordFile !== undefined) t.passwordFile = abs(t.passwordFile);
+  if (t.tls === undefined) return;
+  for (const key of ['caFile', 'certFile', 'keyFile'] as const) {
+    const file = t.tls[key];
+    if (file !== undefined) t.tls[key] = abs(file);
+  }
 }
 
 /**

@@ -8,7 +8,8 @@
  *     → controlStep (the controller in the slot, with a deadline; never the learner)
  *     → safetyFilter (bounds, rate limit, NaN, e-stop, watchdog)
  *     → publish the action
- *     → assembleTransitions (reward from the task or the reward topic)
+ *     → assembleTransitions (reward from the task or the reward topic; pairs of ticks across a
+ *       hold, a stale or held reading, or an episode end are skipped and counted)
  *     → BufferSegments (disk, in segments) and Learner (worker thread)
  *
  * The learner refits the dynamics ensemble in a worker and hands promoted models back; the node
@@ -27,13 +28,19 @@
  *   Before the first model: uniform random actions within the bounds (`beforeFirstModel: random`,
  *   PETS's warm-up) or the safe action. The learner runs.
  * - `onnx`: an exported policy (`mbrl export`); nothing is learned.
- * - `learnedPolicy`: the Gaussian MLP policy of a ME-TRPO/MB-MPO checkpoint, acted on as loaded.
- *   Updating it online needs the learner's policy phase, which does not exist yet (see
- *   `learner.ts`), so the node does not learn with it either.
+ * - `learnedPolicy`: a Gaussian MLP policy (ME-TRPO or MB-MPO, `algorithm.kind`): from a checkpoint,
+ *   or a fresh random one. When the task's reward is known (`reward.kind: task`, or the sim), the
+ *   learner refits the ensemble and, after each promoted model, runs the algorithm's policy phase
+ *   on it; a policy that passes the gate (imagined return ≥ the running one's +
+ *   `learner.promotionMargin`) is swapped into the slot like a model, and saved with the model.
+ *   MB-MPO also swaps in the meta-policy adapted to the newest real transitions as they arrive
+ *   (`learnerPolicy.ts`). Without a known reward the policy is acted on as loaded.
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Subject, map, merge, share, takeUntil, tap, type Observable, type Subscription } from 'rxjs';
+import { makeMbMpoConfig, type MbMpoConfig, type MbMpoOverrides } from '../algorithms/mbMpo.js';
+import { makeMeTrpoConfig, type MeTrpoConfig, type MeTrpoOverrides } from '../algorithms/meTrpo.js';
 import type { PetsConfig } from '../algorithms/mbrl.js';
 import { initBackend } from '../core/backend.js';
 import { ValidationError, describe } from '../core/errors.js';
@@ -43,13 +50,14 @@ import { extractField } from '../data/bagMapping.js';
 import type { Transition } from '../data/transition.js';
 import { envSpec } from '../envs/registry.js';
 import type { EnsembleWeights } from '../models/types.js';
+import { initialPolicyWeights, makePolicySpec, type GaussianMlpPolicySpec, type PolicyWeights } from '../policies/gaussianMlpPolicy.js';
 import { assembleState, type ControlState } from '../pipeline/assembleState.js';
-import { assembleTransitions, type RewardFn, type TerminatedFn } from '../pipeline/assembleTransitions.js';
+import { TRANSITION_SKIP_REASONS, assembleTransitions, type RewardFn, type TerminatedFn, type TransitionSkipReason } from '../pipeline/assembleTransitions.js';
 import { fromTransport } from '../pipeline/fromTransport.js';
 import { newInterventionCounts, safetyFilter, type SafeAction, type SafetyEvent } from '../pipeline/safetyFilter.js';
 import { taskStepFunctions } from '../pipeline/taskStepFunctions.js';
 import { toActionMessage } from '../pipeline/toActionMessage.js';
-import { DROP_REASONS, validateMessages, type DropReason, type MessageCounters } from '../pipeline/validateMessages.js';
+import { DROP_REASONS, countUndecodable, validateMessages, type DropReason, type MessageCounters } from '../pipeline/validateMessages.js';
 import { QOS_DEFAULT, QOS_SENSOR_DATA, type IncomingMessage, type Transport, type Unsubscribe } from '../transports/transport.js';
 import type { DiagnosticArray, DiagnosticStatus } from '../transports/messages.js';
 import { SimTransport, BOOL_TYPE } from '../transports/sim.js';
@@ -69,9 +77,10 @@ import {
   type NodeController,
 } from './controlNodeController.js';
 import { statsLine, statsToDiagnostics, type ControlNodeStats } from './controlNodeDiagnostics.js';
-import { LockstepScheduler } from './controlNodeScheduler.js';
+import { LockstepScheduler, RealTimeScheduler } from './controlNodeScheduler.js';
 import { DIAGNOSTICS_TOPIC, DIAGNOSTIC_ARRAY_TYPE, makeNodeTransport } from './controlNodeTransport.js';
-import { Learner, type LearnerConfig, type LearnerEvent, type LearnerModel } from './learner.js';
+import { Learner, type LearnerConfig, type LearnerEvent, type LearnerModel, type LearnerPolicy } from './learner.js';
+import type { LearnerFault } from './learnerWorker.js';
 
 export type { ControlNodeStats } from './controlNodeDiagnostics.js';
 
@@ -93,7 +102,10 @@ export interface ControlNodeOptions {
   diagnosticsPeriodMs?: number;
   /** The controller's deadline, wall milliseconds. Default: one control period in real time, 10 s in lockstep (simulated time waits). */
   controllerTimeoutMs?: number;
-  /** Learn online. Default: true for the `planner` controller, false for the others (see the file comment). */
+  /**
+   * Learn online. Default: true for the `planner` controller, and for `learnedPolicy` when the
+   * task's reward is known; false for `onnx` (see the file comment).
+   */
   learn?: boolean;
   /** Learner settings beyond what the config sets (heartbeat, gate margin, …). */
   learner?: Partial<LearnerConfig>;
@@ -129,6 +141,8 @@ export interface TickInfo {
   hold?: SafeAction['hold'];
   /** The controller that proposed the action and its version (see `ControlNodeStats.controller`). */
   controller: { kind: string; version: number };
+  /** The stamp of each sensor topic's newest sample in the state acted on, in the configured order (`ControlState.sampleStampsNs`). */
+  sampleStampsNs: readonly bigint[];
 }
 
 /** How `done` ends: stopped on request (`stop`, `maxTicks`), or failed. */
@@ -158,6 +172,11 @@ export class ControlNode {
   #options: ControlNodeOptions;
   #log: (line: string) => void;
   #scheduler: LockstepScheduler | undefined;
+  /** The ticks' scheduler in real time (no lockstep): on a fixed wall-clock grid. */
+  #realTime: RealTimeScheduler | undefined;
+  /** When each state's tick was due (wall ms, `performance.now()`), by its observation array; real time only. */
+  #tickDueMs = new WeakMap<Float64Array, number>();
+  #deadlines = { late: 0, maxDelayMs: null as number | null };
   #resolveDone!: (exit: ControlNodeExit) => void;
   #state: ControlNodeStats['state'] = 'created';
   #stop$ = new Subject<void>();
@@ -172,6 +191,14 @@ export class ControlNode {
 
   #rng: Rng;
   #pets: PetsConfig | null = null;
+  /** `learnedPolicy` learning online: the algorithm (ME-TRPO or MB-MPO) and the policy's architecture. */
+  #policyAlgo: MeTrpoConfig | MbMpoConfig | null = null;
+  #policySpec: GaussianMlpPolicySpec | null = null;
+  /** `learnedPolicy`: the promoted policy (not an adaptation of it) and its version: what checkpoints save. */
+  #basePolicy: { weights: PolicyWeights; version: number } | null = null;
+  /** `learnedPolicy`: the learner's version of `#currentModel` (PETS: the slot's). */
+  #modelVersion = 0;
+  #adaptationLogged = false;
   #slot: ControllerSlot;
   /** The model behind the current planner (the learner's `initial`). */
   #currentModel: { weights: EnsembleWeights; elites: number[] } | null = null;
@@ -192,6 +219,7 @@ export class ControlNode {
   #samples = 0;
   #calls = { calls: 0, errors: 0, timeouts: 0, busy: 0, windowMs: 0, windowCalls: 0, windowMax: 0 };
   #transitions = { stored: 0, recovered: 0, noReward: 0, invalid: 0 };
+  #skipped = Object.fromEntries(TRANSITION_SKIP_REASONS.map((r) => [r, 0])) as Record<TransitionSkipReason, number>;
   #promotions = 0;
   #savedVersion: number | null = null;
   #episodes = 0;
@@ -231,7 +259,20 @@ export class ControlNode {
       if (envSpec(task).obsDim !== c.obsDim) throw new ValidationError(where, 'sensors', `the planner uses ${task}'s reward, which reads ${envSpec(task).obsDim} observation values; the sensors give ${c.obsDim}`);
       this.#pets = nodePetsConfig(task, c.algorithm.overrides);
     }
+    if (c.controller.kind === 'learnedPolicy') {
+      const task = c.reward.kind === 'task' ? c.reward.task : c.transport.kind === 'sim' ? c.transport.env : undefined;
+      if (options.learn === true && task === undefined) {
+        throw new ValidationError(where, 'reward', `learning the policy online scores imagined rollouts with a known task reward; expected reward.kind task (or the sim transport), or learn: false to act with the checkpoint's policy as it is`);
+      }
+      if ((options.learn ?? true) && task !== undefined) {
+        if (envSpec(task).obsDim !== c.obsDim) throw new ValidationError(where, 'sensors', `the learner's imagined rollouts use ${task}'s reward, which reads ${envSpec(task).obsDim} observation values; the sensors give ${c.obsDim}`);
+        const overrides = { ...c.algorithm.overrides, env: task };
+        this.#policyAlgo = c.algorithm.kind === 'mb-mpo' ? makeMbMpoConfig(overrides as MbMpoOverrides) : makeMeTrpoConfig(overrides as MeTrpoOverrides);
+        this.#policySpec = makePolicySpec({ obsDim: c.obsDim, actionLow: c.actionBounds.low, actionHigh: c.actionBounds.high, ...this.#policyAlgo.policy });
+      }
+    }
     this.#scheduler = options.simSpeed !== undefined ? new LockstepScheduler({ maxRealTimeFactor: options.simSpeed, onError: (err) => this.#fail(err) }) : undefined;
+    this.#realTime = this.#scheduler ? undefined : new RealTimeScheduler();
     this.transport = options.transport ?? makeNodeTransport(c, { ...(this.#scheduler ? { scheduler: this.#scheduler } : {}), onError: (err) => this.#error(err) });
     const seed = options.seed ?? (c.transport.kind === 'sim' ? c.transport.seed : 0);
     this.#rng = new Rng(seed, 21);
@@ -250,9 +291,13 @@ export class ControlNode {
       ticks: this.#ticks,
       rates: { ...this.#rates },
       realTimeFactor: this.#realTimeFactor,
+      deadlines: this.#realTime
+        ? { missed: this.#deadlines.late + this.#realTime.stats.skipped, skipped: this.#realTime.stats.skipped, maxDelayMs: this.#deadlines.maxDelayMs }
+        : null,
       sensors: structuredClone(this.#sensors),
       dropped,
       interventions: { ...this.#interventions },
+      link: this.#link(),
       controller: {
         kind: this.#slot.controller.kind,
         version: this.#slot.version,
@@ -263,6 +308,7 @@ export class ControlNode {
         ...this.#controllerWindow,
       },
       transitions: { ...this.#transitions },
+      transitionsSkipped: { ...this.#skipped },
       buffer: seg ? { committedRows: seg.committedRows, stagedRows: seg.stagedRows, uncommittedRows: seg.uncommittedRows, segmentRows: seg.segmentRows } : null,
       learner: this.#learner?.stats ?? null,
       promotions: this.#promotions,
@@ -355,6 +401,17 @@ export class ControlNode {
     return this.#swap(controller);
   }
 
+  /**
+   * Test hook: makes the learner's worker misbehave (`Learner.injectFault`: `crash`, `hang`,
+   * `nanCandidate`), to check that the loop goes on and the learner comes back.
+   * @throws Error when the node does not learn (or has not started)
+   * @internal
+   */
+  injectLearnerFault(fault: LearnerFault): void {
+    if (this.#learner === null) throw new Error(`ControlNode.injectLearnerFault(${fault}): the node is not learning (state ${this.#state})`);
+    this.#learner.injectFault(fault);
+  }
+
   // -------------------------------------------------------------------------------------------
   // Start.
 
@@ -400,16 +457,39 @@ export class ControlNode {
         break;
       }
       case 'learnedPolicy': {
+        const algo = this.#policyAlgo;
         if (loaded === null) {
-          this.#log('learnedPolicy: no checkpoint; holding the safe action');
+          if (algo === null) {
+            this.#log('learnedPolicy: no checkpoint; holding the safe action');
+            break;
+          }
+          // A fresh policy as `trainMeTrpo`/`trainMbMpo` start theirs: near-zero mean actions, log σ initLogStd.
+          const spec = this.#policySpec as GaussianMlpPolicySpec;
+          const weights = initialPolicyWeights(spec, new Rng(algo.seed, 1));
+          await initBackend();
+          this.#basePolicy = { weights, version: 0 };
+          this.#swap(policyController(spec, weights, c.controller.deterministic, this.#rng.fork()), 0);
+          this.#log(`learnedPolicy: no checkpoint; starting from a random policy, learned online with ${algo.kind}${c.controller.deterministic ? ' (deterministic: true acts with the mean, which explores little; set deterministic: false to learn from scratch)' : ''}`);
           break;
         }
         if (loaded.policy === null) throw new ValidationError('ControlNode', 'controller.checkpoint', `${loaded.dir} holds no policy (config.kind ${loaded.kind})`);
         const { spec, weights } = loaded.policy;
         if (spec.obsDim !== obsDim || spec.actDim !== c.actDim) throw new ValidationError('ControlNode', 'controller.checkpoint', `${loaded.dir}: the policy takes ${spec.obsDim} observations and gives ${spec.actDim} actions; the config has ${obsDim} and ${c.actDim}`);
         await initBackend();
-        this.#swap(policyController(spec, weights, c.controller.deterministic, this.#rng.fork()), loaded.version ?? 1);
-        this.#log(`loaded policy: ${loaded.dir} (${loaded.kind})`);
+        const version = loaded.policyVersion ?? loaded.version ?? 1;
+        this.#swap(policyController(spec, weights, c.controller.deterministic, this.#rng.fork()), version);
+        if (algo !== null) {
+          // Learning continues from this policy (its own architecture) and, when it has one, this ensemble.
+          this.#policySpec = spec;
+          this.#basePolicy = { weights, version };
+          if (loaded.ensemble !== null) {
+            this.#checkModelDims(loaded.ensemble.weights, loaded.dir);
+            this.#currentModel = { weights: loaded.ensemble.weights, elites: loaded.ensemble.elites ?? [...Array(loaded.ensemble.weights.spec.numMembers).keys()] };
+            this.#modelVersion = loaded.version ?? 1;
+          }
+          this.#savedVersion = own?.version ?? null;
+        }
+        this.#log(`loaded policy: ${loaded.dir} (${loaded.kind}), controller policy v${version}${algo !== null ? `, learned online with ${algo.kind}` : ''}`);
         break;
       }
       case 'onnx':
@@ -428,15 +508,16 @@ export class ControlNode {
 
   #startLearner(): void {
     const c = this.config;
-    const learn = this.#options.learn ?? c.controller.kind === 'planner';
+    const learn = this.#options.learn ?? (c.controller.kind === 'planner' || this.#policyAlgo !== null);
     if (!learn) return;
-    if (this.#pets === null) throw new ValidationError('ControlNode', 'learn', `online learning refits the planner's ensemble; this node's controller is ${c.controller.kind}`);
+    if (this.#policyAlgo !== null) return this.#startPolicyLearner(this.#policyAlgo);
+    if (this.#pets === null) throw new ValidationError('ControlNode', 'learn', `online learning refits the planner's ensemble or learns a policy; this node's controller is ${c.controller.kind}`);
     const pets = this.#pets;
     const current = this.#slot.controller.kind === 'pets' ? this.#currentModel : null;
     // The config's learner keys: the schedule as it is; `timeoutSec` bounds a refit (the learner's
     // fitTimeoutSec). `promotionMargin` and `imaginedEvalEpisodes` gate policies on imagined
-    // returns, which the learner does not train yet; models are gated on held-out loss
-    // (`maxGateLossIncrease`, settable through `options.learner`).
+    // returns (`#startPolicyLearner`); models are gated on held-out loss (`maxGateLossIncrease`,
+    // settable through `options.learner`).
     // The first fit waits for PETS's warm-up (`initialRandomSteps`, default one episode).
     this.#learner = new Learner({
       config: {
@@ -461,6 +542,55 @@ export class ControlNode {
     this.#learner.start();
   }
 
+  /**
+   * The learner of a `learnedPolicy` node: the algorithm's ensemble refitted on the config's
+   * schedule, then its policy phase after each promoted model, gated on `promotionMargin` over
+   * `imaginedEvalEpisodes` imagined episodes; `timeoutSec` bounds a refit or a policy phase.
+   */
+  #startPolicyLearner(algo: MeTrpoConfig | MbMpoConfig): void {
+    const c = this.config;
+    const l = c.learner;
+    const maxEpisodeSteps = envSpec(algo.env).maxEpisodeSteps;
+    const spec = this.#policySpec as GaussianMlpPolicySpec;
+    const base = this.#basePolicy as { weights: PolicyWeights; version: number };
+    this.#learner = new Learner({
+      config: {
+        obsDim: c.obsDim as number,
+        actDim: c.actDim,
+        ensemble: algo.ensemble,
+        fit: algo.fit,
+        seed: algo.seed,
+        // The first fit after one episode's worth of steps (or the refit interval, when shorter).
+        minTransitions: Math.min(maxEpisodeSteps, l.refitEveryTransitions ?? maxEpisodeSteps),
+        bufferCapacity: c.buffer.capacity,
+        refitEveryTransitions: l.refitEveryTransitions ?? Number.MAX_SAFE_INTEGER,
+        refitEverySec: l.refitEverySec,
+        fitTimeoutSec: l.timeoutSec,
+        policy: {
+          algorithm: algo,
+          spec,
+          stepsPerRefit: l.policyStepsPerRefit ?? (algo.kind === 'me-trpo' ? algo.maxPolicyIterations : algo.metaStepsPerIteration),
+          promotionMargin: l.promotionMargin,
+          imaginedEvalEpisodes: l.imaginedEvalEpisodes,
+          adaptWindow: l.adaptWindow,
+          adaptEveryTransitions: l.adaptEveryTransitions,
+        },
+        ...this.#options.learner,
+      },
+      ...(this.#currentModel ? { initial: this.#currentModel } : {}),
+      initialPolicy: base,
+      ...(this.#segments && this.#segments.recovered.size > 0 ? { history: this.#segments.recovered } : {}),
+      onModel: (m) => this.#onPromoted(m),
+      onPolicy: (p) => this.#onPolicy(p),
+      onEvent: (e) => this.#onLearnerEvent(e),
+      ...(this.#options.learnerWorkerUrl ? { workerUrl: this.#options.learnerWorkerUrl } : {}),
+    });
+    if (algo.kind === 'mb-mpo' && c.controller.kind === 'learnedPolicy' && c.controller.deterministic) {
+      this.#log('learner: MB-MPO adapts on the real actions; with deterministic: true they are the mean and the inner step learns nothing (set deterministic: false)');
+    }
+    this.#learner.start();
+  }
+
   /** With the simulator: its action size must be the config's (else every action is rejected). */
   #checkSimulator(): void {
     if (!(this.transport instanceof SimTransport)) return;
@@ -477,9 +607,12 @@ export class ControlNode {
     const clock = (): bigint => t.nowNs();
     const scheduler = this.#scheduler;
     const onTransportError = (err: Error): void => this.#error(err);
+    // A sensor message the transport could not decode (not JSON, not the type's shape) is a drop
+    // of that topic, counted with the others; anything else is the node's own error.
+    const onSensorError = (topic: string) => (err: Error) => (err instanceof ValidationError ? countUndecodable(this.#sensors, topic, err, t.nowNs()) : this.#error(err));
     const samples = merge(
       ...c.sensors.map((s) =>
-        fromTransport(t, s.topic, s.type, { qos: s.qos === 'sensorData' ? QOS_SENSOR_DATA : QOS_DEFAULT, onError: onTransportError }).pipe(validateMessages(s, this.#sensors, clock)),
+        fromTransport(t, s.topic, s.type, { qos: s.qos === 'sensorData' ? QOS_SENSOR_DATA : QOS_DEFAULT, onError: onSensorError(s.topic) }).pipe(validateMessages(s, this.#sensors, clock)),
       ),
     ).pipe(
       tap(() => this.#samples++),
@@ -524,6 +657,8 @@ export class ControlNode {
       reward = (_obs, _action, nextObs) => rewardOfNextObs.get(nextObs) ?? Number.NaN;
     }
     const onState = (state: ControlState): ControlState => {
+      const dueMs = this.#realTime?.currentDueMs;
+      if (dueMs !== undefined) this.#tickDueMs.set(state.obs, dueMs);
       if (c.reward.kind === 'topic') {
         rewardOfNextObs.set(state.obs, rewardCount > 0 ? rewardSum : Number.NaN);
         rewardSum = 0;
@@ -543,7 +678,7 @@ export class ControlNode {
     const timeoutMs = this.#options.controllerTimeoutMs ?? (scheduler ? LOCKSTEP_TIMEOUT_MS : c.controlPeriodMs);
 
     const pipeline = samples.pipe(
-      assembleState({ sensors: c.sensors, periodMs: c.controlPeriodMs, rule: c.resample, clock, ...(scheduler ? { scheduler } : {}) }),
+      assembleState({ sensors: c.sensors, periodMs: c.controlPeriodMs, rule: c.resample, clock, scheduler: scheduler ?? this.#realTime }),
       map(onState),
       controlStep({
         current: () => this.#slot,
@@ -562,7 +697,7 @@ export class ControlNode {
         log: (e) => this.#onSafetyEvent(e),
       }),
       tap((a) => this.#onAction(a)),
-      assembleTransitions(reward, terminated),
+      assembleTransitions(reward, terminated, (reason) => this.#skipped[reason]++),
     );
     this.#pipelineDone = new Promise((resolve) => {
       this.#pipeline = pipeline.subscribe({
@@ -606,6 +741,7 @@ export class ControlNode {
     } catch (err) {
       this.#error(err);
     }
+    this.#countDeadline(a.state.obs);
     this.#ticks++;
     const ctrl = this.#tickController.get(a.tick) ?? { kind: this.#slot.controller.kind, version: this.#slot.version };
     this.#tickController.delete(a.tick);
@@ -618,6 +754,7 @@ export class ControlNode {
       interventions: a.interventions,
       ...(a.hold ? { hold: a.hold } : {}),
       controller: ctrl,
+      sampleStampsNs: a.state.sampleStampsNs,
     });
     const max = this.#options.maxTicks;
     if (max !== undefined && this.#ticks === max) {
@@ -625,6 +762,18 @@ export class ControlNode {
       this.#holdForStop = this.#scheduler?.hold();
       setImmediate(() => void this.stop());
     }
+  }
+
+  /**
+   * Real time: a tick's deadline is one control period after it was due; an action published
+   * later missed it (the controller's timeout, a late tick, a slow pipeline).
+   */
+  #countDeadline(obs: Float64Array): void {
+    const dueMs = this.#tickDueMs.get(obs);
+    if (dueMs === undefined) return;
+    const delayMs = performance.now() - dueMs;
+    if (delayMs > this.config.controlPeriodMs) this.#deadlines.late++;
+    if (this.#deadlines.maxDelayMs === null || delayMs > this.#deadlines.maxDelayMs) this.#deadlines.maxDelayMs = delayMs;
   }
 
   #onTransition(t: Transition): void {
@@ -675,14 +824,52 @@ export class ControlNode {
       case 'workerStarted':
         this.#log(`learner: worker restarted (${e.restarts} restarts)`);
         break;
+      case 'policyPromoted':
+        this.#log(`learner: policy v${e.version} promoted (imagined return ${e.imaginedReturn.toPrecision(4)} vs the running policy's ${e.runningReturn.toPrecision(4)}, ${e.steps} policy steps in ${e.seconds.toFixed(1)} s)`);
+        break;
+      case 'policyRejected':
+        this.#log(`learner: policy candidate rejected: ${e.reason}`);
+        break;
+      case 'policyAdapted':
+        // One line for the first: adaptations come every few seconds (they are counted in the stats).
+        if (!this.#adaptationLogged) this.#log(`learner: policy v${e.version}: the meta-policy adapted on the newest ${e.rows} real transitions (further adaptations are counted in the stats)`);
+        this.#adaptationLogged = true;
+        break;
       case 'log':
         this.#log(`learner: ${e.line}`);
         break;
     }
   }
 
+  /** A policy from the learner (promoted or adapted): swapped into the slot at once; a promoted one is saved. */
+  #onPolicy(p: LearnerPolicy): void {
+    if (this.#state !== 'running' && this.#state !== 'starting') return;
+    const c = this.config;
+    const deterministic = c.controller.kind === 'learnedPolicy' && c.controller.deterministic;
+    let controller: NodeController;
+    try {
+      controller = policyController(this.#policySpec as GaussianMlpPolicySpec, p.weights, deterministic, this.#rng.fork());
+    } catch (err) {
+      this.#error(new Error(`installing policy v${p.version} failed, keeping the current controller: ${err instanceof Error ? err.message : String(err)}`));
+      return;
+    }
+    this.#swap(controller, p.version);
+    if (p.baseVersion === p.version) {
+      this.#basePolicy = { weights: p.base, version: p.version };
+      if (this.#currentModel !== null) this.#save(this.#currentModel, this.#modelVersion);
+    }
+  }
+
   #onPromoted(model: LearnerModel): void {
     if (this.#state !== 'running' && this.#state !== 'starting') return;
+    if (this.#policyAlgo !== null) {
+      // A learned policy acts; the model is the policy phase's (it runs in the worker) and is saved with the policy.
+      this.#currentModel = { weights: model.weights, elites: [...model.elites] };
+      this.#modelVersion = model.version;
+      this.#promotions++;
+      this.#save(this.#currentModel, model.version);
+      return;
+    }
     void this.#install(model).then(
       (version) => {
         if (version === null) return;
@@ -755,12 +942,17 @@ export class ControlNode {
     }
   }
 
-  /** Queues the model's checkpoint after the ones before it (never awaited by the loop). */
+  /**
+   * Queues the model's checkpoint (with the promoted policy, for `learnedPolicy`) after the ones
+   * before it (never awaited by the loop).
+   */
   #save(model: { weights: EnsembleWeights; elites: number[] }, version: number): void {
-    const pets = this.#pets as PetsConfig;
+    const config = (this.#policyAlgo ?? this.#pets) as MeTrpoConfig | MbMpoConfig | PetsConfig;
+    const base = this.#policyAlgo !== null ? this.#basePolicy : null;
+    const policy = base !== null ? { spec: this.#policySpec as GaussianMlpPolicySpec, weights: base.weights, version: base.version } : undefined;
     const transitions = this.#transitions.recovered + this.#transitions.stored;
     this.#saving = this.#saving
-      .then(() => saveNodeModel(this.config.checkpointDir, pets, { weights: model.weights, elites: model.elites, version, transitions }))
+      .then(() => saveNodeModel(this.config.checkpointDir, config, { weights: model.weights, elites: model.elites, version, transitions, ...(policy ? { policy } : {}) }))
       .then(
         () => {
           this.#savedVersion = version;
@@ -808,6 +1000,14 @@ export class ControlNode {
       }
     }
     this.#options.onStats?.(stats);
+  }
+
+  /** The transport's own counters (`ControlNodeStats.link`). */
+  #link(): Record<string, number | boolean> | null {
+    const own = (this.transport as { stats?: unknown }).stats;
+    if (own === null || typeof own !== 'object') return null;
+    const entries = Object.entries(own).filter((e): e is [string, number | boolean] => typeof e[1] === 'number' || typeof e[1] === 'boolean');
+    return entries.length > 0 ? Object.fromEntries(entries) : null;
   }
 
   #error(err: unknown): void {
@@ -858,7 +1058,9 @@ export class ControlNode {
    * onnxruntime training step aborts the whole process (a native exception escapes the
    * terminated thread), so the node waits for the refit to end, at most `CLOSE_WAIT_SEC` (the
    * buffer and the model are on disk by then either way). `fitting` comes with the worker's
-   * heartbeats: it is trusted once two heartbeat periods passed without a fit.
+   * heartbeats: it is trusted once two heartbeat periods passed without a fit. A policy phase is
+   * not waited for: asked to stop, the worker ends it at its next step (its result would not be
+   * installed any more).
    */
   async #closeLearner(): Promise<void> {
     const learner = this.#learner;
@@ -868,6 +1070,7 @@ export class ControlNode {
     let idleSince = learner.stats.fitting ? null : performance.now();
     let told = false;
     while (performance.now() < deadline && learner.stats.worker === 'running') {
+      if (learner.stats.policy?.improving) break;
       if (learner.stats.fitting) {
         idleSince = null;
         if (!told) this.#log('waiting for the learner\'s refit to finish before stopping its worker');

@@ -3,10 +3,15 @@
  *
  * - `buffer/`: the transitions, in segments (`BufferSegments`, the standard buffer format);
  * - `checkpoint/`: the promoted model, in the format of `mbrl train` checkpoints
- *   (`mbrl-node.checkpoint` version 1: `checkpoint.json` with the PETS config, `weights.bin`), so
- *   `mbrl export` and `loadCheckpointModels` read it; no `buffer/` inside (the node's buffer is
- *   the segment directory beside it, so `mbrl train --resume` does not take it), and a `node`
- *   entry with the model's version;
+ *   (`mbrl-node.checkpoint` version 1: `checkpoint.json` with the algorithm's config — PETS,
+ *   ME-TRPO or MB-MPO —, `weights.bin`, and for a learned policy `policy.bin` with its header
+ *   under `policy`, as `savePolicyCheckpoint` writes them), so `mbrl export` and
+ *   `loadCheckpointModels` read it; no `buffer/` inside (the node's buffer is the segment
+ *   directory beside it, so `mbrl train --resume` does not take it), and a `node` entry with the
+ *   model's and the policy's versions. The policy saved is the promoted one (MB-MPO: the
+ *   meta-policy, not its online adaptation, which the learner recomputes from the newest data).
+ *   TRPO and the MB-MPO meta-step keep no optimiser state between policy phases, so the weights
+ *   are all a restart needs to resume the policy;
  * - `node.json`: the node configuration it ran with (`nodeConfigToJson`).
  *
  * `checkpoint/` is replaced whole or not at all: written to a temporary directory, then swapped
@@ -15,12 +20,11 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { PetsConfig } from '../algorithms/mbrl.js';
 import { writeFileAtomic } from '../data/atomicWrite.js';
 import type { EnsembleWeights } from '../models/types.js';
 import { decodeEnsembleWeights, encodeEnsembleWeights, type WeightsHeader } from '../models/weightsCodec.js';
 import type { GaussianMlpPolicySpec, PolicyWeights } from '../policies/gaussianMlpPolicy.js';
-import { decodePolicyWeights, type PolicyWeightsHeader } from '../policies/policyWeightsCodec.js';
+import { decodePolicyWeights, encodePolicyWeights, type PolicyWeightsHeader } from '../policies/policyWeightsCodec.js';
 
 const FORMAT = 'mbrl-node.checkpoint';
 const VERSION = 1;
@@ -33,6 +37,14 @@ export interface NodeModel {
   version: number;
   /** Transitions stored when it was saved. */
   transitions: number;
+  /** A learned policy saved with the model (`learnedPolicy`), with the controller version it was installed as. */
+  policy?: { spec: GaussianMlpPolicySpec; weights: PolicyWeights; version: number };
+}
+
+/** What a node checkpoint's config must have: the algorithm's `kind` and its task (`env`). */
+export interface NodeCheckpointConfig {
+  kind: string;
+  env: string;
 }
 
 /** What `loadNodeModel` found: whichever models the checkpoint holds. */
@@ -46,6 +58,8 @@ export interface LoadedNodeModel {
   policy: { spec: GaussianMlpPolicySpec; weights: PolicyWeights } | null;
   /** The node's version of the model, when the checkpoint is the node's own (else null). */
   version: number | null;
+  /** The node's version of the policy, when the checkpoint is the node's own and holds one (else null). */
+  policyVersion: number | null;
 }
 
 /** A checkpoint that exists but cannot be read: the message names the file and the problem. */
@@ -62,10 +76,11 @@ export function nodeCheckpointDir(checkpointDir: string): string {
 }
 
 /**
- * Writes the model as `checkpointDir/checkpoint/` (see the file comment), replacing the previous
- * one atomically.
+ * Writes the model (and the policy, when given) as `checkpointDir/checkpoint/` (see the file
+ * comment), replacing the previous one atomically: a reader finds the old pair or the new one.
+ * @param config the algorithm's config (PETS, ME-TRPO, MB-MPO), saved as the checkpoint's `config`
  */
-export async function saveNodeModel(checkpointDir: string, pets: PetsConfig, model: NodeModel): Promise<void> {
+export async function saveNodeModel(checkpointDir: string, config: NodeCheckpointConfig, model: NodeModel): Promise<void> {
   const final = nodeCheckpointDir(checkpointDir);
   const old = join(checkpointDir, 'checkpoint.old');
   const tmp = join(checkpointDir, `checkpoint.tmp-${process.pid}`);
@@ -73,18 +88,21 @@ export async function saveNodeModel(checkpointDir: string, pets: PetsConfig, mod
   await mkdir(tmp, { recursive: true });
   const enc = encodeEnsembleWeights(model.weights);
   await writeFileAtomic(join(tmp, 'weights.bin'), enc.bytes);
+  const policy = model.policy ? encodePolicyWeights(model.policy.spec, model.policy.weights) : null;
+  if (policy) await writeFileAtomic(join(tmp, 'policy.bin'), policy.bytes);
   const json = {
     format: FORMAT,
     version: VERSION,
     createdAt: new Date().toISOString(),
-    config: pets,
+    config,
     envSteps: model.transitions,
     episodes: 0,
     elites: model.elites,
     rng: null,
     history: [],
     weights: enc.header,
-    node: { modelVersion: model.version, transitions: model.transitions },
+    ...(policy ? { policy: policy.header } : {}),
+    node: { modelVersion: model.version, ...(model.policy ? { policyVersion: model.policy.version } : {}), transitions: model.transitions },
   };
   await writeFileAtomic(join(tmp, 'checkpoint.json'), `${JSON.stringify(json, null, 2)}\n`);
   await rm(old, { recursive: true, force: true });
@@ -110,7 +128,7 @@ export async function loadNodeModel(dir: string): Promise<LoadedNodeModel | null
     elites?: unknown;
     weights?: WeightsHeader | null;
     policy?: PolicyWeightsHeader | null;
-    node?: { modelVersion?: unknown };
+    node?: { modelVersion?: unknown; policyVersion?: unknown };
   };
   try {
     json = JSON.parse(await readFile(file, 'utf8')) as typeof json;
@@ -134,6 +152,7 @@ export async function loadNodeModel(dir: string): Promise<LoadedNodeModel | null
   const weights = json.weights ? await read('weights.bin', (b, w) => decodeEnsembleWeights(json.weights as WeightsHeader, b, w)) : null;
   const policy = json.policy ? await read('policy.bin', (b, w) => decodePolicyWeights(json.policy as PolicyWeightsHeader, b, w)) : null;
   const v = json.node?.modelVersion;
+  const pv = json.node?.policyVersion;
   return {
     dir: found,
     kind,
@@ -141,5 +160,6 @@ export async function loadNodeModel(dir: string): Promise<LoadedNodeModel | null
     ensemble: weights ? { weights, elites } : null,
     policy,
     version: typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : null,
+    policyVersion: policy && typeof pv === 'number' && Number.isInteger(pv) && pv >= 0 ? pv : null,
   };
 }

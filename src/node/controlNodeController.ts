@@ -84,16 +84,20 @@ export async function onnxController(file: string, dims: { obsDim: number; actDi
 
 /**
  * A Gaussian MLP policy (ME-TRPO, MB-MPO, …) from its spec and weights: its mean action
- * (`deterministic`) or a sample. Needs the tfjs backend (`initBackend`).
+ * (`deterministic`) or a sample. The weights are copied: the controller never changes, a new
+ * policy is a new controller swapped into the slot. Each action is computed in plain JavaScript
+ * (`forwardFast`, no tfjs call on the control loop). Needs the tfjs backend (`initBackend`) to
+ * hold the weights.
  */
 export function policyController(spec: GaussianMlpPolicySpec, weights: PolicyWeights, deterministic: boolean, rng: Rng): NodeController {
   const policy = new GaussianMlpPolicy(spec, { weights });
   const batch = new Float64Array(spec.obsDim);
+  const out = new Float64Array(spec.actDim);
   return {
     kind: 'policy',
     act(obs) {
-      if (deterministic) return policy.act(obs);
       batch.set(obs);
+      if (deterministic) return policy.toActions(policy.forwardFast(batch, 1).mean, 1, out);
       return Float64Array.from(policy.sample(batch, 1, rng).actions);
     },
     reset: () => undefined,

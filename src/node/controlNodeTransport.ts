@@ -2,6 +2,7 @@
  * The transport a node configuration names, built but not connected: `sim` (the simulator
  * speaking the configured topics), `mqtt`, `dds`, `ros2` (rclnodejs, loaded only then).
  */
+import { readFileSync } from 'node:fs';
 import type { SchedulerLike } from 'rxjs';
 import { ValidationError, describe } from '../core/errors.js';
 import type { BagField } from '../data/bagMapping.js';
@@ -24,7 +25,7 @@ export interface NodeTransportOptions {
   scheduler?: SchedulerLike;
   /** Told about the transport's own problems (lost connection, rejected actions). */
   onError?: (err: Error) => void;
-  /** Looks up `transport.passwordEnv`. Default `process.env`. */
+  /** Looks up `transport.passwordEnv` (MQTT). Default `process.env`. */
   env?: Record<string, string | undefined>;
 }
 
@@ -32,7 +33,7 @@ export interface NodeTransportOptions {
  * Builds the transport of `config.transport` (not connected).
  * @throws ValidationError naming the key when the configuration does not fit the transport:
  *   a sim whose sensors or action the simulator cannot speak, an MQTT
- *   password variable that is not set
+ *   password variable that is not set or password file that cannot be read
  * @example const transport = makeNodeTransport(loadNodeConfig('launch/pendulum_sim.yaml'));
  */
 export function makeNodeTransport(config: NodeConfig, options: NodeTransportOptions = {}): Transport {
@@ -46,18 +47,21 @@ export function makeNodeTransport(config: NodeConfig, options: NodeTransportOpti
       const topics = [...config.sensors.map((s) => s.topic), config.action.topic, DIAGNOSTICS_TOPIC];
       if (config.safety.estop) topics.push(config.safety.estop.topic);
       if (config.reward.kind === 'topic') topics.push(config.reward.topic);
-      let password: string | undefined;
-      if (t.passwordEnv !== undefined) {
-        password = (options.env ?? process.env)[t.passwordEnv];
-        if (password === undefined) throw new ValidationError(where, 'transport.passwordEnv', `the environment variable ${t.passwordEnv} is not set; expected it to hold the broker password`);
-      }
+      const password = mqttPassword(t, options.env ?? process.env, where);
       return new MqttTransport({
         url: t.url,
         prefix: t.topicPrefix,
         clientId: t.clientId,
         topicQos: Object.fromEntries(topics.map((topic) => [topic, qos])),
+        payload: t.payload,
+        keepaliveSec: t.keepaliveSec,
+        reconnect: t.reconnect,
+        statusTopic: t.statusTopic,
+        maxPayloadBytes: t.maxPayloadBytes,
+        ...(t.username !== undefined ? { username: t.username } : {}),
+        ...(password !== undefined ? { password } : {}),
+        ...(t.tls !== undefined ? { tls: t.tls } : {}),
         ...(options.onError ? { onError: options.onError } : {}),
-        clientOptions: { ...(t.username !== undefined ? { username: t.username } : {}), ...(password !== undefined ? { password } : {}) },
       });
     }
     case 'dds':
@@ -67,6 +71,30 @@ export function makeNodeTransport(config: NodeConfig, options: NodeTransportOpti
     default:
       throw new ValidationError(where, 'transport.kind', `expected sim, mqtt, dds or ros2, got ${describe((t as { kind: unknown }).kind)}`);
   }
+}
+
+/**
+ * The broker password of an MQTT configuration: from the environment variable `passwordEnv`, or
+ * the file `passwordFile` (its content without one trailing newline); undefined without either.
+ * @throws ValidationError naming the key when the variable is not set or the file cannot be read
+ *   or is empty (never showing the password)
+ */
+function mqttPassword(t: Extract<NodeConfig['transport'], { kind: 'mqtt' }>, env: Record<string, string | undefined>, where: string): string | undefined {
+  if (t.passwordEnv !== undefined) {
+    const password = env[t.passwordEnv];
+    if (password === undefined) throw new ValidationError(where, 'transport.passwordEnv', `the environment variable ${t.passwordEnv} is not set; expected it to hold the broker password`);
+    return password;
+  }
+  if (t.passwordFile === undefined) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(t.passwordFile, 'utf8');
+  } catch (err) {
+    throw new ValidationError(where, 'transport.passwordFile', `cannot read ${JSON.stringify(t.passwordFile)} (${(err as Error).message}); expected a file holding the broker password`);
+  }
+  const password = text.replace(/\r?\n$/, '');
+  if (password === '') throw new ValidationError(where, 'transport.passwordFile', `${JSON.stringify(t.passwordFile)} is empty; expected it to hold the broker password`);
+  return password;
 }
 
 /** The simulator publishing the observation as the configured JointState and reading the configured action message. */

@@ -21,25 +21,27 @@
  * `dist/node/learnerWorker.js` instead: run `npm run build` before the tests (`npm test` does).
  * `workerUrl` overrides both.
  *
- * Not here yet — policies (ME-TRPO, MB-MPO): the worker refits the ensemble and hands back
- * weights, which is all PETS (MPC) needs. A policy phase would, after a promotion, run the
- * policy-improvement part of one `trainMeTrpo`/`trainMbMpo` iteration on the promoted ensemble
- * (model rollouts from start states in the replica, TRPO or the MB-MPO meta step, the
- * ME-TRPO validation rule) and send the policy's weights with the same gate idea (finite, model
- * return not worse). Those loops own their real-environment sampling and keep the policy-update
- * steps inside `trainMeTrpo`/`trainMbMpo` rather than as separate exported functions
- * (`metaStep` and `trpoStep` are exported, the rollout/validation wiring in between is not), so
- * doing it here means splitting those algorithm files first.
+ * Policies (ME-TRPO, MB-MPO; `config.policy`): after each promoted model the worker runs the
+ * algorithm's policy phase on it and sends a policy only when it passes the policy gate (finite
+ * weights, imagined mean return ≥ the running policy's + `promotionMargin`; `learnerPolicy.ts`).
+ * `currentPolicy` is then replaced by a new `LearnerPolicy` object in one assignment, as models
+ * are. With MB-MPO the worker also sends the running (meta-)policy adapted to the newest real
+ * transitions; it replaces `currentPolicy` likewise (`adapted: true`, `base` still the
+ * meta-policy). A restarted worker starts from `currentPolicy.base`; a crash or hang in the
+ * middle of a policy phase loses that phase only.
  */
 import { Worker } from 'node:worker_threads';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ValidationError, describe } from '../core/errors.js';
+import { Rng } from '../core/rng.js';
 import { ReplayBuffer } from '../data/replayBuffer.js';
 import type { Transition } from '../data/transition.js';
 import { makeEnsembleConfig, type EnsembleConfig } from '../models/ensemble.js';
 import { makeEnsembleFitConfig, type EnsembleFitConfig } from '../models/trainer.js';
 import type { EnsembleWeights } from '../models/types.js';
+import { initialPolicyWeights, type PolicyWeights } from '../policies/gaussianMlpPolicy.js';
+import { makeLearnerPolicyConfig, type LearnerPolicyConfig } from './learnerPolicy.js';
 import type { FromWorker, GoodModel, LearnerFault, PromotedModel, ToWorker, TransitionColumns } from './learnerWorker.js';
 
 /** Configuration of the learner (both sides). */
@@ -79,8 +81,9 @@ export interface LearnerConfig {
    */
   timeoutSec: number;
   /**
-   * The silence allowed while the worker reports a fit in progress. A fit on the tfjs engine runs
-   * synchronously and sends nothing until it ends, so this bounds the whole fit. Default 900.
+   * The silence allowed while the worker reports a fit (or a policy phase) in progress. A fit on
+   * the tfjs engine runs synchronously and sends nothing until it ends, so this bounds the whole
+   * fit; a policy phase sends a heartbeat after every TRPO or meta-step. Default 900.
    */
   fitTimeoutSec: number;
   /** Like `timeoutSec`, until a new worker's first heartbeat (loading tfjs and onnxruntime can take a while on a small board). Default 120. */
@@ -91,8 +94,13 @@ export interface LearnerConfig {
   flushMs: number;
   /** First delay before restarting a failed worker, doubled per consecutive failure up to 30 s. Default 500. */
   restartDelayMs: number;
-  /** Seeds the ensemble's initial weights and each fit. Default 0. */
+  /** Seeds the ensemble's initial weights and each fit (and the policy phases). Default 0. */
   seed: number;
+  /**
+   * Also learn a policy (ME-TRPO, MB-MPO): its algorithm, architecture, steps per refit, gate
+   * and MB-MPO's adaptation (`LearnerPolicyConfig`); null (default): the ensemble only (PETS).
+   */
+  policy: LearnerPolicyConfig | null;
 }
 
 /** The learner's defaults (see `LearnerConfig`). */
@@ -117,6 +125,7 @@ export const LEARNER_DEFAULTS = {
   flushMs: 250,
   restartDelayMs: 500,
   seed: 0,
+  policy: null,
 } as const satisfies LearnerConfig;
 
 /**
@@ -134,6 +143,7 @@ export function makeLearnerConfig(overrides: Partial<LearnerConfig> & Pick<Learn
     ensemble: { ...LEARNER_DEFAULTS.ensemble, ...overrides.ensemble },
     fit: { ...LEARNER_DEFAULTS.fit, ...overrides.fit },
     kind: 'learner',
+    policy: overrides.policy ?? null,
   };
   if (overrides.kind !== undefined && overrides.kind !== 'learner') throw new ValidationError(where, 'kind', `expected 'learner', got ${describe(overrides.kind)}`);
   const check = (key: keyof LearnerConfig, ok: (v: number) => boolean, expected: string): void => {
@@ -153,6 +163,7 @@ export function makeLearnerConfig(overrides: Partial<LearnerConfig> & Pick<Learn
   }
   makeEnsembleConfig(c.ensemble);
   makeEnsembleFitConfig(c.fit);
+  if (c.policy !== null) c.policy = makeLearnerPolicyConfig(c.policy, c);
   return c;
 }
 
@@ -163,10 +174,35 @@ export interface LearnerModel extends PromotedModel {
   version: number;
 }
 
+/**
+ * The policy the control loop acts with (`config.policy`). Never mutated after it is published:
+ * a promotion or an adaptation publishes a new object.
+ */
+export interface LearnerPolicy {
+  /** 0 for the initial policy (or the version given with it), +1 per swap (a promotion or an adaptation). */
+  version: number;
+  /** The weights to act with: `base`, or (MB-MPO) `base` adapted to the newest real transitions. */
+  weights: PolicyWeights;
+  /** The promoted (meta-)policy: what the gate compares and checkpoints keep. */
+  base: PolicyWeights;
+  /** The version `base` was published as. */
+  baseVersion: number;
+  /** Whether `weights` are `base` adapted online (MB-MPO). */
+  adapted: boolean;
+  /** Real transitions the adaptation used (0 when not adapted). */
+  adaptedOn: number;
+  /** The gate's imagined mean returns when `base` was promoted (null for the initial policy). */
+  imaginedReturn: number | null;
+  runningReturn: number | null;
+}
+
 /** What happened, for logs and diagnostics. */
 export type LearnerEvent =
   | { kind: 'promoted'; version: number; gateLoss: number; previousGateLoss: number | null; trainedOn: number }
   | { kind: 'rejected'; reason: string; gateLoss: number | null; previousGateLoss: number | null }
+  | { kind: 'policyPromoted'; version: number; imaginedReturn: number; runningReturn: number; steps: number; seconds: number }
+  | { kind: 'policyRejected'; reason: string; candidateReturn: number | null; runningReturn: number | null; steps: number }
+  | { kind: 'policyAdapted'; version: number; rows: number }
   | { kind: 'workerFailed'; reason: string; restartInMs: number }
   | { kind: 'workerStarted'; restarts: number }
   | { kind: 'log'; line: string };
@@ -179,8 +215,16 @@ export interface LearnerOptions {
   initial?: { weights: EnsembleWeights; elites: number[] };
   /** Transitions from before (e.g. `BufferSegments.recovered`), sent with the worker's start. */
   history?: ReplayBuffer;
+  /**
+   * With `config.policy`: the policy the control loop runs at start (e.g. from a checkpoint) and
+   * its version (default 0). Default: a fresh one, `initialPolicyWeights` from stream 1 of the
+   * algorithm's seed (as `trainMeTrpo` starts).
+   */
+  initialPolicy?: { weights: PolicyWeights; version?: number };
   /** Called on the control thread after each swap. */
   onModel?: (model: LearnerModel) => void;
+  /** Called on the control thread after each policy swap (promotion or adaptation). */
+  onPolicy?: (policy: LearnerPolicy) => void;
   /** Called for promotions, rejections, worker failures and log lines. */
   onEvent?: (event: LearnerEvent) => void;
   /** The worker script. Default: see the file comment. */
@@ -205,6 +249,25 @@ export interface LearnerStats {
   fitting: boolean;
   /** Transitions the worker held at its last heartbeat (training and gate rows). */
   workerRows: number;
+  /** The policy side (`config.policy`), or null. */
+  policy: LearnerPolicyStats | null;
+}
+
+/** Counters of the learner's policy side. */
+export interface LearnerPolicyStats {
+  /** The running policy's version (`LearnerPolicy.version`). */
+  version: number;
+  /** Whether the running policy is the meta-policy adapted online (MB-MPO). */
+  adapted: boolean;
+  promoted: number;
+  rejected: number;
+  adaptations: number;
+  lastRejection: string | null;
+  /** The last gate's imagined mean returns (candidate, running), promoted or not. */
+  lastImaginedReturn: number | null;
+  lastRunningReturn: number | null;
+  /** Whether the worker reported a policy phase in progress in its last heartbeat. */
+  improving: boolean;
 }
 
 /** The default worker script (see the file comment). */
@@ -224,6 +287,8 @@ export function learnerWorkerUrl(): URL {
  * const model = learner.current; // null until the first promotion
  * // on shutdown:
  * await learner.close();
+ * // learning a policy too: config.policy (ME-TRPO / MB-MPO) and
+ * // onPolicy: (p) => slot.swap(policyController(spec, p.weights, …)) — p.adapted for MB-MPO's online adaptation
  */
 export class Learner {
   readonly config: LearnerConfig;
@@ -231,6 +296,7 @@ export class Learner {
   #workerUrl: URL;
   #replica: ReplayBuffer;
   #current: LearnerModel | null = null;
+  #policy: LearnerPolicy | null = null;
   #worker: Worker | null = null;
   #pending: TransitionColumns;
   #pendingRows = 0;
@@ -241,7 +307,7 @@ export class Learner {
   #consecutiveFailures = 0;
   #restartTimer: NodeJS.Timeout | null = null;
   #watchdog: NodeJS.Timeout | null = null;
-  #stats: LearnerStats = { transitions: 0, posted: 0, promoted: 0, rejected: 0, restarts: 0, lastRejection: null, lastFailure: null, worker: 'restarting', fitting: false, workerRows: 0 };
+  #stats: LearnerStats = { transitions: 0, posted: 0, promoted: 0, rejected: 0, restarts: 0, lastRejection: null, lastFailure: null, worker: 'restarting', fitting: false, workerRows: 0, policy: null };
 
   constructor(options: LearnerOptions) {
     this.config = makeLearnerConfig(options.config);
@@ -260,6 +326,15 @@ export class Learner {
     if (options.initial) {
       this.#current = { ...options.initial, version: 1, gateLoss: Number.NaN, previousGateLoss: null, trainedOn: this.#replica.size, streamIndex: this.#replica.totalAdded, fitEpochs: 0, fitSeconds: 0 };
     }
+    const p = this.config.policy;
+    if (p !== null) {
+      const weights = options.initialPolicy?.weights ?? initialPolicyWeights(p.spec, new Rng(p.algorithm.seed, 1));
+      const version = options.initialPolicy?.version ?? 0;
+      this.#policy = { version, weights, base: weights, baseVersion: version, adapted: false, adaptedOn: 0, imaginedReturn: null, runningReturn: null };
+      this.#stats.policy = { version, adapted: false, promoted: 0, rejected: 0, adaptations: 0, lastRejection: null, lastImaginedReturn: null, lastRunningReturn: null, improving: false };
+    } else if (options.initialPolicy) {
+      throw new ValidationError('Learner', 'initialPolicy', 'given without config.policy; expected a policy config (ME-TRPO or MB-MPO) to learn it with');
+    }
     this.#pending = this.#newBatch();
   }
 
@@ -268,9 +343,14 @@ export class Learner {
     return this.#current;
   }
 
+  /** The policy in use (`config.policy`), or null without one. A reference read, never waits. */
+  get currentPolicy(): LearnerPolicy | null {
+    return this.#policy;
+  }
+
   /** Counters (a copy). */
   get stats(): Readonly<LearnerStats> {
-    return { ...this.#stats };
+    return { ...this.#stats, policy: this.#stats.policy ? { ...this.#stats.policy } : null };
   }
 
   /** Starts the worker and the watchdog. */
@@ -341,7 +421,8 @@ export class Learner {
 
   /**
    * Test hook: makes the worker misbehave. `nanCandidate` puts a NaN into the next candidate's
-   * weights (the gate must reject it), `crash` throws in the worker, `hang` busy-loops it.
+   * weights (the gate must reject it), `crash` throws in the worker, `hang` busy-loops it;
+   * `nanPolicy`, `crashInPolicyPhase`, `hangInPolicyPhase` do the same to the next policy phase.
    * @internal
    */
   injectFault(fault: LearnerFault): void {
@@ -413,7 +494,8 @@ export class Learner {
     const good: GoodModel | null = this.#current === null ? null : { weights: this.#current.weights, elites: this.#current.elites, streamIndex: this.#current.streamIndex };
     // The replica's rows are numbered from its first: the worker splits gate and training rows by that index.
     const firstIndex = this.#replica.totalAdded - this.#replica.size;
-    worker.postMessage({ kind: 'init', config: this.config, good, data: columns, firstIndex } satisfies ToWorker, columns === null ? [] : columnsBuffers(columns));
+    const goodPolicy = this.#policy?.base ?? null;
+    worker.postMessage({ kind: 'init', config: this.config, good, goodPolicy, data: columns, firstIndex } satisfies ToWorker, columns === null ? [] : columnsBuffers(columns));
     this.#stats.posted += data?.size ?? 0;
     worker.on('message', (msg: FromWorker) => {
       if (worker !== this.#worker) return;
@@ -435,6 +517,7 @@ export class Learner {
       case 'heartbeat':
         this.#stats.fitting = msg.fitting;
         this.#stats.workerRows = msg.rows;
+        if (this.#stats.policy) this.#stats.policy.improving = msg.improving;
         break;
       case 'promoted': {
         const model: LearnerModel = { ...msg.model, version: (this.#current?.version ?? 0) + 1 };
@@ -451,10 +534,48 @@ export class Learner {
         this.#consecutiveFailures = 0;
         emit(msg);
         break;
+      case 'policyPromoted':
+      case 'policyRejected':
+      case 'policyAdapted':
+        this.#consecutiveFailures = 0;
+        this.#onPolicyMessage(msg, emit);
+        break;
       case 'log':
         emit(msg);
         break;
     }
+  }
+
+  #onPolicyMessage(msg: Extract<FromWorker, { kind: 'policyPromoted' | 'policyRejected' | 'policyAdapted' }>, emit: (e: LearnerEvent) => void): void {
+    const old = this.#policy;
+    const stats = this.#stats.policy;
+    if (old === null || stats === null) return;
+    if (msg.kind === 'policyRejected') {
+      stats.rejected++;
+      stats.lastRejection = msg.reason;
+      stats.lastImaginedReturn = msg.candidateReturn;
+      stats.lastRunningReturn = msg.runningReturn;
+      emit(msg);
+      return;
+    }
+    const version = old.version + 1;
+    const next: LearnerPolicy =
+      msg.kind === 'policyPromoted'
+        ? { version, weights: msg.policy.weights, base: msg.policy.weights, baseVersion: version, adapted: false, adaptedOn: 0, imaginedReturn: msg.policy.imaginedReturn, runningReturn: msg.policy.runningReturn }
+        : { ...old, version, weights: msg.weights, adapted: true, adaptedOn: msg.rows };
+    this.#policy = next; // the swap: one reference assignment
+    stats.version = version;
+    stats.adapted = next.adapted;
+    if (msg.kind === 'policyPromoted') {
+      stats.promoted++;
+      stats.lastImaginedReturn = msg.policy.imaginedReturn;
+      stats.lastRunningReturn = msg.policy.runningReturn;
+      emit({ kind: 'policyPromoted', version, imaginedReturn: msg.policy.imaginedReturn, runningReturn: msg.policy.runningReturn, steps: msg.policy.steps, seconds: msg.policy.seconds });
+    } else {
+      stats.adaptations++;
+      emit({ kind: 'policyAdapted', version, rows: msg.rows });
+    }
+    this.#options.onPolicy?.(next);
   }
 
   /** Watchdog tick: flushes an old partial batch, detects a silent worker. */
@@ -464,7 +585,7 @@ export class Learner {
     const [limitKey, what] = !this.#heard
       ? (['startTimeoutSec', 'no sign of life since it was started'] as const)
       : this.#stats.fitting
-        ? (['fitTimeoutSec', 'no heartbeat during a fit'] as const)
+        ? (['fitTimeoutSec', this.#stats.policy?.improving ? 'no heartbeat during a policy phase' : 'no heartbeat during a fit'] as const)
         : (['timeoutSec', 'no heartbeat'] as const);
     const limitSec = this.config[limitKey];
     if (this.#worker !== null && now - this.#lastHeartbeatMs > limitSec * 1000) {
@@ -479,6 +600,7 @@ export class Learner {
     if (this.#stats.worker === 'closed') return;
     this.#stats.worker = 'restarting';
     this.#stats.fitting = false;
+    if (this.#stats.policy) this.#stats.policy.improving = false;
     this.#stats.lastFailure = reason;
     this.#consecutiveFailures++;
     const delay = Math.min(30_000, this.config.restartDelayMs * 2 ** (this.#consecutiveFailures - 1));

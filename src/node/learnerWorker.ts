@@ -13,7 +13,12 @@
  *      are measured now, on the same gate rows. The first model needs only to be finite;
  *   4. promoted: the weights go to the control side (transferred, not copied) and become the base
  *      of the next refit; rejected: the reason goes back, and the next refit starts from the
- *      current model again.
+ *      current model again;
+ *   5. with a policy (`config.policy`: ME-TRPO, MB-MPO), each promoted model is followed by the
+ *      algorithm's policy phase on it and the policy gate on imagined returns (`learnerPolicy.ts`);
+ *      a promoted policy goes to the control side like a model. MB-MPO's adapted policy (the inner
+ *      step on the newest real transitions) is recomputed as data arrive, between the steps of a
+ *      refit or phase too, and sent as well.
  *
  * Gate loss: the mean over the model's elites, the gate rows and the target dimensions of
  * ((predicted − observed) / σ_d)², targets Δobs (and the reward when it is learned), σ_d the
@@ -21,8 +26,8 @@
  * gate set's own σ makes the loss independent of each model's normalisation.
  *
  * A heartbeat goes to the control side every `heartbeatMs`, and one just before and after each
- * fit; the control side restarts a thread that stays silent for `timeoutSec` (`fitTimeoutSec`
- * during a fit).
+ * fit and after every policy step; the control side restarts a thread that stays silent for
+ * `timeoutSec` (`fitTimeoutSec` during a fit or a policy phase).
  *
  * This module is the worker's entry point when loaded by `Learner` (`workerData.kind ===
  * 'mbrl-learner'`); imported anywhere else it only exports `LearnerCore`, the same logic without a
@@ -36,7 +41,9 @@ import { ReplayBuffer } from '../data/replayBuffer.js';
 import { DynamicsEnsemble } from '../models/ensemble.js';
 import { checkEnsembleWeights } from '../models/referenceForward.js';
 import { outDimOf, selectMembers, type EnsembleWeights } from '../models/types.js';
+import { initialPolicyWeights, type PolicyWeights } from '../policies/gaussianMlpPolicy.js';
 import type { LearnerConfig } from './learner.js';
+import { PolicyLearner, type PolicyOutcome, type PromotedPolicy } from './learnerPolicy.js';
 
 // ---------------------------------------------------------------------------------------------
 // Messages between the two sides (structured-cloned; typed arrays transferred).
@@ -76,12 +83,16 @@ export interface PromotedModel {
   fitSeconds: number;
 }
 
-/** Faults the tests inject: a candidate with NaN weights, an exception, a busy loop. */
-export type LearnerFault = 'nanCandidate' | 'crash' | 'hang';
+/**
+ * Faults the tests inject: a model candidate with NaN weights, an exception, a busy loop; a policy
+ * candidate with NaN weights, an exception or a busy loop after the first step of the next policy phase.
+ */
+export type LearnerFault = 'nanCandidate' | 'crash' | 'hang' | 'nanPolicy' | 'crashInPolicyPhase' | 'hangInPolicyPhase';
 
 /** Control side → worker. */
 export type ToWorker =
-  | { kind: 'init'; config: LearnerConfig; good: GoodModel | null; data: TransitionColumns | null; firstIndex: number }
+  /** `goodPolicy`: the policy the control side runs (its meta-policy), with `config.policy`; else null. */
+  | { kind: 'init'; config: LearnerConfig; good: GoodModel | null; goodPolicy: PolicyWeights | null; data: TransitionColumns | null; firstIndex: number }
   | { kind: 'transitions'; batch: TransitionColumns }
   | { kind: 'refitNow' }
   | { kind: 'fault'; fault: LearnerFault }
@@ -90,9 +101,14 @@ export type ToWorker =
 
 /** Worker → control side. */
 export type FromWorker =
-  | { kind: 'heartbeat'; fitting: boolean; rows: number }
+  /** `fitting`: a refit or a policy phase is running (the longer silence allowed); `improving`: the policy phase. */
+  | { kind: 'heartbeat'; fitting: boolean; improving: boolean; rows: number }
   | { kind: 'promoted'; model: PromotedModel }
   | { kind: 'rejected'; reason: string; gateLoss: number | null; previousGateLoss: number | null }
+  | { kind: 'policyPromoted'; policy: PromotedPolicy }
+  | { kind: 'policyRejected'; reason: string; candidateReturn: number | null; runningReturn: number | null; steps: number }
+  /** MB-MPO: the running policy adapted on the newest `rows` real transitions. */
+  | { kind: 'policyAdapted'; weights: PolicyWeights; rows: number }
   | { kind: 'log'; line: string };
 
 // ---------------------------------------------------------------------------------------------
@@ -119,7 +135,11 @@ export class LearnerCore {
   #refitIndex: number;
   #lastRefitMs = performance.now();
   #fitting = false;
+  #improving = false;
   #fault: LearnerFault | null = null;
+  #policy: PolicyLearner | null = null;
+  /** Whether the last refit promoted a model the policy phase has not run on yet. */
+  #policyDue = false;
   /** Called after every epoch of a fit (the thread's heartbeat while it fits). */
   onFitEpoch: (() => void) | null = null;
 
@@ -127,8 +147,10 @@ export class LearnerCore {
    * @param good the last promoted model, or null
    * @param firstIndex stream index of the first transition that will be added (decides which go to
    *   the gate, and with `good.streamIndex` which are new)
+   * @param goodPolicy with `config.policy`: the policy the control side runs; null: a fresh one
+   *   (`initialPolicyWeights` from stream 1 of the algorithm's seed, as `trainMeTrpo` starts)
    */
-  constructor(config: LearnerConfig, good: GoodModel | null = null, firstIndex = 0) {
+  constructor(config: LearnerConfig, good: GoodModel | null = null, firstIndex = 0, goodPolicy: PolicyWeights | null = null) {
     this.config = config;
     const { obsDim, actDim } = config;
     this.#train = new ReplayBuffer({ obsDim, actDim, capacity: config.bufferCapacity });
@@ -140,6 +162,20 @@ export class LearnerCore {
     this.#good = good;
     this.#nextIndex = firstIndex;
     this.#refitIndex = good?.streamIndex ?? -1;
+    if (config.policy !== null) {
+      const p = config.policy;
+      this.#policy = new PolicyLearner(p, goodPolicy ?? initialPolicyWeights(p.spec, new Rng(p.algorithm.seed, 1)), config.seed);
+    }
+  }
+
+  /** The policy side, with `config.policy`; else null. */
+  get policy(): PolicyLearner | null {
+    return this.#policy;
+  }
+
+  /** Whether a policy phase is running. */
+  get improving(): boolean {
+    return this.#improving;
   }
 
   /** Training and gate rows held. */
@@ -160,9 +196,10 @@ export class LearnerCore {
     return c.refitEverySec !== null && performance.now() - this.#lastRefitMs >= c.refitEverySec * 1000;
   }
 
-  /** Sets a fault for the next refit (`nanCandidate`). */
+  /** Sets a fault for the next refit (`nanCandidate`) or policy phase (`nanPolicy`). */
   inject(fault: LearnerFault): void {
-    this.#fault = fault;
+    if (fault === 'nanPolicy') this.#policy?.inject(fault);
+    else this.#fault = fault;
   }
 
   /** Adds transitions, routing every `gateEvery`-th (by stream index) to the gate set. */
@@ -179,6 +216,7 @@ export class LearnerCore {
       };
       if (this.#nextIndex % gateEvery === gateEvery - 1) this.#gate.add(t);
       else this.#train.add(t);
+      this.#policy?.add(t.obs, t.action, t.reward, t.nextObs, t.terminated, t.truncated);
       this.#nextIndex++;
     }
   }
@@ -214,6 +252,7 @@ export class LearnerCore {
       const decision = promotionGate(candidate, this.#good, this.#gate.size > 0 ? this.#gate.slice() : null, this.config.maxGateLossIncrease);
       if (decision.kind === 'rejected') return decision;
       this.#good = { ...candidate, streamIndex };
+      this.#policyDue = this.#policy !== null;
       const model: PromotedModel = {
         weights: candidate.weights,
         elites: candidate.elites,
@@ -227,6 +266,39 @@ export class LearnerCore {
       return { kind: 'promoted', model };
     } finally {
       this.#fitting = false;
+    }
+  }
+
+  /** Whether a policy phase is due: a model was promoted since the last one. */
+  get policyDue(): boolean {
+    return this.#policyDue && !this.#fitting && !this.#improving;
+  }
+
+  /**
+   * The policy phase on the last promoted model and its gate (`PolicyLearner.improve`); null
+   * when none is due. A phase that throws (other than by `onStep`) is a rejection naming the error.
+   * @param onStep after every TRPO or meta-step (a throw aborts the phase and is rethrown)
+   */
+  async improvePolicy(onStep?: (steps: number) => void, log?: (line: string) => void): Promise<PolicyOutcome | null> {
+    if (!this.policyDue || this.#good === null || this.#policy === null) return null;
+    this.#policyDue = false;
+    this.#improving = true;
+    let aborted: unknown = null;
+    const step = (k: number): void => {
+      try {
+        onStep?.(k);
+      } catch (err) {
+        aborted = err;
+        throw err;
+      }
+    };
+    try {
+      return await this.#policy.improve(this.#good.weights, this.#train, step, log);
+    } catch (err) {
+      if (aborted !== null) throw err;
+      return { kind: 'policyRejected', reason: `policy phase failed: ${(err as Error).message}`, candidateReturn: null, runningReturn: null, steps: 0 };
+    } finally {
+      this.#improving = false;
     }
   }
 
@@ -347,9 +419,41 @@ function serve(port: NonNullable<typeof parentPort>): void {
   const exitIfStopping = (): void => {
     if (stopping && !refitting) process.exit(0); // in a worker: ends this thread only
   };
+  let adapting = false;
+  let fault: LearnerFault | null = null;
   const post = (msg: FromWorker, transfer: ArrayBuffer[] = []): void => port.postMessage(msg, transfer);
-  const backend = initBackend({ log: (line) => post({ kind: 'log', line }) });
-  const heartbeat = (): void => post({ kind: 'heartbeat', fitting: core?.fitting ?? false, rows: core ? core.rows.train + core.rows.gate : 0 });
+  const log = (line: string): void => post({ kind: 'log', line });
+  const backend = initBackend({ log });
+  const rows = (): number => (core ? core.rows.train + core.rows.gate : 0);
+  const heartbeat = (): void => post({ kind: 'heartbeat', fitting: (core?.fitting ?? false) || (core?.improving ?? false), improving: core?.improving ?? false, rows: rows() });
+  /** After every policy step: a heartbeat, the way out when stopping, the injected faults. */
+  const onPolicyStep = (): void => {
+    if (stopping) throw new Error('learner stopping');
+    post({ kind: 'heartbeat', fitting: true, improving: true, rows: rows() });
+    if (fault === 'crashInPolicyPhase') {
+      fault = null;
+      throw new Error('learner worker: injected crash in the policy phase');
+    }
+    if (fault === 'hangInPolicyPhase') for (;;);
+    // MB-MPO: the deployed policy keeps adapting while the meta-policy improves.
+    void maybeAdapt();
+  };
+
+  /** MB-MPO: adapts the running policy on the newest real rows when due (synchronous once the backend is up). */
+  const maybeAdapt = async (): Promise<void> => {
+    if (core === null || adapting || stopping || !core.policy?.adaptDue) return;
+    adapting = true;
+    try {
+      await backend;
+      // Rows that arrived while the backend loaded may be due again at once: adapt on the newest.
+      while (!stopping && core.policy.adaptDue) {
+        const adapted = core.policy.adapt();
+        if (adapted !== null) post({ kind: 'policyAdapted', weights: adapted.weights, rows: adapted.rows }, policyBuffers(adapted.weights));
+      }
+    } finally {
+      adapting = false;
+    }
+  };
 
   const maybeRefit = async (force = false): Promise<void> => {
     if (core === null || refitting || stopping || !(force || core.due)) return;
@@ -357,7 +461,7 @@ function serve(port: NonNullable<typeof parentPort>): void {
     try {
       await backend;
       // Announce the fit: the control side then allows fitTimeoutSec of silence (a tfjs-engine fit holds the thread).
-      post({ kind: 'heartbeat', fitting: true, rows: core.rows.train + core.rows.gate });
+      post({ kind: 'heartbeat', fitting: true, improving: false, rows: rows() });
       const outcome = await core.refit();
       if (outcome.kind === 'promoted') {
         // The core keeps the promoted weights as its base: send a copy, and transfer that.
@@ -366,11 +470,24 @@ function serve(port: NonNullable<typeof parentPort>): void {
       } else {
         post(outcome);
       }
+      if (core.policyDue && !stopping) {
+        post({ kind: 'heartbeat', fitting: true, improving: true, rows: rows() });
+        const policy = await core.improvePolicy(onPolicyStep, log);
+        if (policy?.kind === 'policyPromoted') {
+          const copy = structuredClone(policy.policy);
+          post({ kind: 'policyPromoted', policy: copy }, policyBuffers(copy.weights));
+        } else if (policy !== null) {
+          post(policy);
+        }
+      }
+    } catch (err) {
+      if (!stopping) throw err;
     } finally {
       refitting = false;
       heartbeat();
     }
     exitIfStopping();
+    void maybeAdapt();
     // Transitions that arrived during the fit may already make the next one due.
     if (core.due) void maybeRefit();
   };
@@ -378,12 +495,12 @@ function serve(port: NonNullable<typeof parentPort>): void {
   port.on('message', (msg: ToWorker) => {
     switch (msg.kind) {
       case 'init':
-        core = new LearnerCore(msg.config, msg.good, msg.firstIndex);
+        core = new LearnerCore(msg.config, msg.good, msg.firstIndex, msg.goodPolicy);
         core.onFitEpoch = () => {
           // Abort between epochs (a JS exception, never inside a native training step): terminating
           // a thread in the middle of an onnxruntime call aborts the whole process.
           if (stopping) throw new Error('learner stopping');
-          post({ kind: 'heartbeat', fitting: true, rows: core ? core.rows.train + core.rows.gate : 0 });
+          post({ kind: 'heartbeat', fitting: true, improving: false, rows: rows() });
         };
         if (msg.data !== null) core.add(msg.data);
         setInterval(heartbeat, msg.config.heartbeatMs);
@@ -393,6 +510,7 @@ function serve(port: NonNullable<typeof parentPort>): void {
         break;
       case 'transitions':
         core?.add(msg.batch);
+        void maybeAdapt();
         void maybeRefit();
         break;
       case 'refitNow':
@@ -410,12 +528,21 @@ function serve(port: NonNullable<typeof parentPort>): void {
         } else if (msg.fault === 'hang') {
           // A busy loop: the thread stops answering, as a real deadlock or runaway loop would.
           for (;;);
+        } else if (msg.fault === 'crashInPolicyPhase' || msg.fault === 'hangInPolicyPhase') {
+          fault = msg.fault;
         } else {
           core?.inject(msg.fault);
         }
         break;
     }
   });
+}
+
+/** The buffers of a policy's weights (each array owns its buffer: `getWeights` and the codec copy). */
+function policyBuffers(w: PolicyWeights): ArrayBuffer[] {
+  const arrays = [...w.layers.flatMap((l) => [l.W, l.b]), w.obsMean, w.obsStd];
+  if (w.logStd) arrays.push(w.logStd);
+  return [...new Set(arrays.map((a) => a.buffer as ArrayBuffer))];
 }
 
 function collectBuffers(w: EnsembleWeights): ArrayBuffer[] {

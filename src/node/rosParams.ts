@@ -29,13 +29,13 @@
  * A file without `ros__parameters` is a plain node configuration (`loadNodeConfig`'s format).
  */
 import { readFileSync } from 'node:fs';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { isMap, isScalar, isSeq, parseDocument, type Node as YamlNode } from 'yaml';
 import { ValidationError, describe } from '../core/errors.js';
 import { toActionMessage } from '../pipeline/toActionMessage.js';
 import type { Ros2LifecycleOptions, Ros2Parameter, Ros2TransportOptions, RosParamValue } from '../transports/ros2.js';
 import { QOS_DEFAULT, QOS_SENSOR_DATA } from '../transports/transport.js';
-import { NODE_CONFIG_DEFAULTS, loadNodeConfig, nodeConfigToJson, parseNodeConfig, type NodeConfig } from './config.js';
+import { NODE_CONFIG_DEFAULTS, loadNodeConfig, nodeConfigToJson, parseNodeConfig, resolveConfigPaths, type NodeConfig } from './config.js';
 
 /** Parameters rcl and the client libraries own: never part of the node configuration. */
 export const ROS_RESERVED_PARAMETERS: readonly string[] = ['use_sim_time', 'start_type_description_service', 'qos_overrides', 'start_parameter_services', 'start_parameter_event_publisher'];
@@ -399,7 +399,7 @@ export function loadRosNodeConfig(options: LoadRosNodeConfigOptions): RosNodeCon
     t.namespace ??= namespace;
   }
   const config = parseNodeConfig(raw, where);
-  resolvePaths(config, file === undefined ? process.cwd() : dirname(resolve(file)));
+  resolveConfigPaths(config, file === undefined ? process.cwd() : dirname(resolve(file)));
   return { config, nodeName, namespace, sensorKeys, parameters, types };
 }
 
@@ -461,15 +461,6 @@ function unflatten(params: Map<string, unknown>, where: string): { raw: Record<s
     sensorKeys = sensors.map((s, i) => topicKey((s as { topic?: unknown } | null)?.topic, i));
   }
   return { raw, sensorKeys };
-}
-
-/** Same resolution as `loadNodeConfig`: paths relative to the config file's directory. */
-function resolvePaths(config: NodeConfig, base: string): void {
-  const abs = (p: string): string => (isAbsolute(p) ? p : resolve(base, p));
-  config.checkpointDir = abs(config.checkpointDir);
-  if (config.controller.kind === 'onnx') config.controller.model = abs(config.controller.model);
-  else if (config.controller.checkpoint !== undefined) config.controller.checkpoint = abs(config.controller.checkpoint);
-  if (config.transport.kind === 'sim' && config.transport.mjcfDir !== undefined) config.transport.mjcfDir = abs(config.transport.mjcfDir);
 }
 
 /** A parameter-name token for a sensor topic: `/robot1/imu` → `robot1_imu`. */

@@ -4,7 +4,7 @@
  * action message, and (state, action) ticks → transitions for the learner.
  */
 export { fromTransport, type FromTransportOptions } from './fromTransport.js';
-export { validateMessages, DROP_REASONS, type SensorSpec, type Sample, type DropReason, type TopicCounts, type MessageCounters } from './validateMessages.js';
+export { validateMessages, countUndecodable, DROP_REASONS, type SensorSpec, type Sample, type DropReason, type TopicCounts, type MessageCounters } from './validateMessages.js';
 export { assembleState, type AssembleStateOptions, type ControlState } from './assembleState.js';
 export {
   safetyFilter,
@@ -18,7 +18,7 @@ export {
   type InterventionReason,
   type InterventionCounts,
 } from './safetyFilter.js';
-export { assembleTransitions, type RewardFn, type TerminatedFn, type TickRecord } from './assembleTransitions.js';
+export { TRANSITION_SKIP_REASONS, assembleTransitions, type RewardFn, type TerminatedFn, type TickRecord, type TransitionSkipReason } from './assembleTransitions.js';
 export { taskStepFunctions } from './taskStepFunctions.js';
 export { toActionMessage, type ActionSpec } from './toActionMessage.js';
 export { defaultMessage, defaultFieldValue } from './defaultMessage.js';

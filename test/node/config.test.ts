@@ -70,7 +70,18 @@ describe('parseNodeConfig', () => {
   it('parses a valid file, filling every default and parsing the fields', () => {
     const config = parseNodeConfig(parseYaml(VALID), 'robot.yaml');
     const expected: NodeConfig = {
-      transport: { kind: 'mqtt', url: 'mqtt://localhost:1883', clientId: 'mbrl-node', topicPrefix: 'robot1', qos: 1 },
+      transport: {
+        kind: 'mqtt',
+        url: 'mqtt://localhost:1883',
+        clientId: 'mbrl-node',
+        topicPrefix: 'robot1',
+        qos: 1,
+        payload: 'json',
+        keepaliveSec: 10,
+        reconnect: { initialDelayMs: 250, maxDelayMs: 10_000, factor: 2, jitter: 0.2 },
+        statusTopic: '/mbrl/status/mbrl-node',
+        maxPayloadBytes: 1_048_576,
+      },
       controlPeriodMs: 50,
       resample: 'latest',
       sensors: [
@@ -79,12 +90,14 @@ describe('parseNodeConfig', () => {
           type: 'sensor_msgs/msg/JointState',
           fields: [f('/joint_states', 'sensor_msgs/msg/JointState.position[0..1]'), f('/joint_states', 'sensor_msgs/msg/JointState.velocity[0]')],
           maxAgeMs: 100,
+          maxFutureMs: 1000,
           qos: 'sensorData',
         },
         {
           topic: '/imu',
           type: 'sensor_msgs/msg/Imu',
           fields: [f('/imu', 'sensor_msgs/msg/Imu.angular_velocity.z'), f('/imu', 'sensor_msgs/msg/Imu.orientation_covariance')],
+          maxFutureMs: 1000,
           qos: 'sensorData',
         },
       ],
@@ -115,6 +128,12 @@ describe('parseNodeConfig', () => {
     expect(parseNodeConfig(json, 'saved')).toEqual(config);
   });
 
+  it('takes a sensor\'s future-stamp tolerance, or null for none, and keeps it through the JSON form', () => {
+    const config = parseNodeConfig(variant({ 'sensors.0.maxFutureMs': 150, 'sensors.1.maxFutureMs': null }), 'robot.yaml');
+    expect(config.sensors.map((s) => s.maxFutureMs)).toEqual([150, null]);
+    expect(parseNodeConfig(JSON.parse(JSON.stringify(nodeConfigToJson(config))), 'saved')).toEqual(config);
+  });
+
   it('fills each transport kind\'s defaults and leaves obsDim open for a variable-length array', () => {
     const ros2 = parseNodeConfig(variant({ transport: { kind: 'ros2' } }));
     expect(ros2.transport).toEqual({ kind: 'ros2', nodeName: 'mbrl_node', namespace: '/', lifecycle: false });
@@ -130,6 +149,7 @@ describe('parseNodeConfig', () => {
   it('names the key, the value and the expectation for a bad value', () => {
     expect(errorOf(variant({ controlPeriodMs: -5 })).message).toBe('robot.yaml: controlPeriodMs: expected a number > 0, got -5');
     expect(errorOf(variant({ 'sensors.0.maxAgeMs': 'fast' })).message).toBe('robot.yaml: sensors[0].maxAgeMs: expected a number, got "fast"');
+    expect(errorOf(variant({ 'sensors.0.maxFutureMs': -1 })).message).toBe('robot.yaml: sensors[0].maxFutureMs: expected a number > 0, got -1');
     expect(errorOf(variant({ 'transport.kind': 'zenoh' })).message).toBe('robot.yaml: transport.kind: expected one of sim, mqtt, ros2, dds, got "zenoh"');
     expect(errorOf(variant({ 'transport.qos': 3 })).message).toBe('robot.yaml: transport.qos: expected an MQTT QoS: 0, 1 or 2, got 3');
     expect(errorOf(variant({ 'sensors.1.topic': 'imu' })).message).toBe('robot.yaml: sensors[1].topic: expected an absolute ROS 2 topic name such as /joint_states, got "imu"');
@@ -179,6 +199,89 @@ describe('parseNodeConfig', () => {
     const err = errorOf(variant({ controlPeriodMs: 0, 'buffer': { capacity: 1.5 } }));
     expect(err.field).toBe('controlPeriodMs');
     expect(err.message).toBe('robot.yaml: controlPeriodMs: expected a number > 0, got 0; and 1 more: buffer.capacity: expected an integer, got 1.5');
+  });
+});
+
+describe('the mqtt transport section', () => {
+  const mqttVariant = (transport: Record<string, unknown>) => variant({ transport: { kind: 'mqtt', url: 'mqtts://broker:8883', ...transport } });
+
+  it('takes payload, keepalive, backoff, status topic, credentials by reference and TLS files', () => {
+    const t = parseNodeConfig(
+      mqttVariant({
+        clientId: 'arm_2',
+        payload: 'binary',
+        keepaliveSec: 5,
+        reconnect: { initialDelayMs: 100, maxDelayMs: 2000 },
+        username: 'robot',
+        passwordFile: 'secrets/mqtt_password',
+        tls: { caFile: 'certs/ca.pem' },
+      }),
+    ).transport;
+    expect(t).toEqual({
+      kind: 'mqtt',
+      url: 'mqtts://broker:8883',
+      clientId: 'arm_2',
+      topicPrefix: '',
+      qos: 1,
+      payload: 'binary',
+      keepaliveSec: 5,
+      reconnect: { initialDelayMs: 100, maxDelayMs: 2000, factor: 2, jitter: 0.2 },
+      statusTopic: '/mbrl/status/arm_2',
+      username: 'robot',
+      passwordFile: 'secrets/mqtt_password',
+      tls: { caFile: 'certs/ca.pem', rejectUnauthorized: true },
+      maxPayloadBytes: 1_048_576,
+    });
+    expect(parseNodeConfig(mqttVariant({ maxPayloadBytes: 65_536 })).transport).toMatchObject({ maxPayloadBytes: 65_536 });
+    expect(parseNodeConfig(mqttVariant({ statusTopic: null })).transport).toMatchObject({ statusTopic: null });
+    expect(parseNodeConfig(mqttVariant({ statusTopic: '/fleet/arm-2/status' })).transport).toMatchObject({ statusTopic: '/fleet/arm-2/status' });
+    const config = parseNodeConfig(mqttVariant({ username: 'u', passwordEnv: 'MQTT_PASSWORD', tls: { rejectUnauthorized: false } }));
+    expect(parseNodeConfig(JSON.parse(JSON.stringify(nodeConfigToJson(config))), 'saved')).toEqual(config);
+  });
+
+  it('refuses a password written in the file without repeating it, and names the key for every other mistake', () => {
+    const pw = errorOf(mqttVariant({ username: 'robot', password: 'hunter2' }));
+    expect(pw.message).toBe(
+      'robot.yaml: transport.password: a password is never written in the config file (it would sit in plain text here, in saved runs and in logs); expected transport.passwordEnv (an environment variable holding it) or transport.passwordFile (a file holding it)',
+    );
+    expect(pw.message).not.toContain('hunter2');
+    expect(errorOf(mqttVariant({ username: 'u', passwordEnv: 'P', passwordFile: 'p.txt' })).message).toBe('robot.yaml: transport.passwordFile: the password comes from passwordEnv (P) already; expected one of passwordEnv or passwordFile');
+    expect(errorOf(mqttVariant({ passwordEnv: 'P' })).message).toBe('robot.yaml: transport.username: required with passwordEnv or passwordFile: MQTT sends a password only with a user name');
+    expect(errorOf(mqttVariant({ url: 'mqtt://broker:1883', tls: { caFile: 'ca.pem' } })).message).toBe(
+      'robot.yaml: transport.tls: TLS settings need an mqtts:// or wss:// url; expected transport.url such as mqtts://broker:8883, got "mqtt://broker:1883"',
+    );
+    expect(errorOf(mqttVariant({ tls: { certFile: 'c.pem' } })).message).toBe('robot.yaml: transport.tls.keyFile: a client certificate needs both tls.certFile and tls.keyFile');
+    expect(errorOf(mqttVariant({ tls: { ca: 'ca.pem' } })).message).toBe('robot.yaml: transport.tls.ca: unknown key; expected one of caFile, certFile, keyFile, rejectUnauthorized');
+    expect(errorOf(mqttVariant({ tls: { rejectUnauthorized: 'no' } })).message).toBe('robot.yaml: transport.tls.rejectUnauthorized: expected true or false, got "no"');
+    expect(errorOf(mqttVariant({ payload: 'cbor' })).message).toBe('robot.yaml: transport.payload: expected one of json, binary, got "cbor"');
+    expect(errorOf(mqttVariant({ keepaliveSec: -1 })).message).toBe('robot.yaml: transport.keepaliveSec: expected a number ≥ 0, got -1');
+    const bytes = "expected a whole number of bytes, 64 … 268435455 (MQTT's largest payload; 1048576 is 1 MiB)";
+    expect(errorOf(mqttVariant({ maxPayloadBytes: 0 })).message).toBe(`robot.yaml: transport.maxPayloadBytes: ${bytes}, got 0`);
+    expect(errorOf(mqttVariant({ maxPayloadBytes: 1.5e9 })).message).toBe(`robot.yaml: transport.maxPayloadBytes: ${bytes}, got 1500000000`);
+    expect(errorOf(mqttVariant({ maxPayloadBytes: 1024.5 })).message).toBe(`robot.yaml: transport.maxPayloadBytes: ${bytes}, got 1024.5`);
+    expect(errorOf(mqttVariant({ maxPayloadBytes: '1MiB' })).message).toBe('robot.yaml: transport.maxPayloadBytes: expected a number, got "1MiB"');
+    expect(errorOf(mqttVariant({ reconnect: { factor: 0.5 } })).message).toBe('robot.yaml: transport.reconnect.factor: expected a number ≥ 1, got 0.5');
+    expect(errorOf(mqttVariant({ reconnect: { initialDelayMs: 5000, maxDelayMs: 1000 } })).message).toBe(
+      'robot.yaml: transport.reconnect.maxDelayMs: 1000 is below reconnect.initialDelayMs (5000); expected the longest wait ≥ the first',
+    );
+    expect(errorOf(mqttVariant({ statusTopic: 'status' })).message).toBe(
+      'robot.yaml: transport.statusTopic: expected a topic such as /mbrl/status/robot1 (levels after /, no MQTT wildcards # +), or null for none, got "status"',
+    );
+    expect(errorOf(mqttVariant({ clientId: 'arm+1' })).message).toBe(
+      'robot.yaml: transport.clientId: "arm+1" cannot name the default status topic /mbrl/status/<clientId>; expected a client id without # + or empty /-levels, or transport.statusTopic set (null for none)',
+    );
+  });
+
+  it('resolves the password and TLS files against the config file (loadNodeConfig)', () => {
+    const file = join(dir, 'mqtt.yaml');
+    writeFileSync(
+      file,
+      VALID.replace(
+        'transport: { kind: mqtt, url: mqtt://localhost:1883, topicPrefix: robot1 }',
+        'transport: { kind: mqtt, url: "mqtts://localhost:8883", username: robot, passwordFile: secrets/pw, tls: { caFile: certs/ca.pem, certFile: /etc/c.pem, keyFile: certs/k.pem } }',
+      ),
+    );
+    expect(loadNodeConfig(file).transport).toMatchObject({ passwordFile: join(dir, 'secrets/pw'), tls: { caFile: join(dir, 'certs/ca.pem'), certFile: '/etc/c.pem', keyFile: join(dir, 'certs/k.pem') } });
   });
 });
 

@@ -134,6 +134,13 @@ describe('loadRosNodeConfig', () => {
     expect(a.sensorKeys).toEqual(['joint_states']);
   });
 
+  it('resolves relative paths against the parameters file as loadNodeConfig does (MQTT password and TLS files too)', () => {
+    const params = { ...shippedParams(), transport: { kind: 'mqtt', url: 'mqtts://127.0.0.1:8883', username: 'robot', passwordFile: 'secrets/mqtt.txt', tls: { caFile: 'certs/ca.pem' } } };
+    const loaded = loadRosNodeConfig({ configFile: file(stringify({ '/**': { ros__parameters: params } })) });
+    expect(loaded.config.transport).toMatchObject({ kind: 'mqtt', passwordFile: join(TMP, 'secrets/mqtt.txt'), tls: { caFile: join(TMP, 'certs/ca.pem') } });
+    expect(loaded.config.checkpointDir).toBe(join(TMP, 'runs/mbrl_node'));
+  });
+
   it('applies sections as rclcpp does: wildcards, namespaces, first-seen order, later files', () => {
     const base = stringify({ 'mbrl_node': { ros__parameters: shippedParams() } });
     const ours = file(base);

@@ -94,15 +94,14 @@ describe('the control loop, wired', () => {
     expect(transport.published[0].data).toEqual({ linear: { x: 0, y: 0, z: 0 }, angular: { x: 0, y: 0, z: -0.5 } });
     expect(counters['/joint_states']).toMatchObject({ received: 5, passed: 4, dropped: { nonFinite: 1 } });
     expect(interventions).toEqual({ ...newInterventionCounts(), clip: 3, watchdog: 2, estop: 1 }); // −2 at 30, 40, 50 ms
-    // Transitions: 10→20 … 40→50; the state at 60 ms is stale (q from 25 ms, maxAgeMs 30) and the watchdog holds
-    // 60 and 70, so 50→60 … 70→80 are dropped and 40→50 ends its episode. Then 80→90, continued by 90→100
-    // (the e-stop holds the action at 100, not the state), which is still pending when the loop is unsubscribed.
+    // Transitions: 10→20 and 20→30, each from a new reading to the next. No reading arrives between 30 and
+    // 40 ms, so the state at 40 is the one at 30 held (q = 1 again, not what −1 did): 30→40 and 40→50 are
+    // dropped, and 20→30 ends its episode; the state at 60 ms is stale (q from 25 ms, maxAgeMs 30) and the
+    // watchdog holds 60 and 70. The reading at 75 ms is the only one before the e-stop, so 80→90 and 90→100
+    // hold it and are dropped too.
     expect(transitions.map((t) => [t.obs[0], t.action[0], t.nextObs[0], t.truncated])).toEqual([
       [0.25, -0.5, 0.5, false],
-      [0.5, -1, 1, false],
-      [1, -1, 1, false],
-      [1, -1, 1, true],
-      [0.125, -0.25, 0.125, false],
+      [0.5, -1, 1, true],
     ]);
     expect(transitions[0].reward).toBe(-(0.25 * 0.25) - 0.5 * 0.25);
     expect(transitions[0].stampNs).toBe(ms(10));
