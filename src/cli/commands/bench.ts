@@ -1,6 +1,9 @@
+import { loadavg } from 'node:os';
+import { basename } from 'node:path';
 import { benchEnsembleFit } from '../../bench/ensembleFitBench.js';
 import { benchEnvs } from '../../bench/envsBench.js';
 import { benchInference } from '../../bench/inferenceBench.js';
+import { benchLoop, loopSummaryMarkdown, machineFacts, type LoopBenchOptions, type LoopTransport } from '../../bench/loopBench.js';
 import { benchPlan } from '../../bench/planBench.js';
 import { benchPlasticity, plasticitySvg } from '../../bench/plasticityBench.js';
 import { benchSampleEfficiency } from '../../bench/sampleEfficiencyBench.js';
@@ -18,6 +21,7 @@ const BENCHMARKS: Record<string, string> = {
   plasticity: "MB-MPO's plasticity experiment: per-state KL between pre- and post-update policy on PointGoal2D (--out FILE.json writes the map and an SVG)",
   'sample-efficiency': 'MB-MPO and ME-TRPO vs model-free TRPO on InvertedPendulum-v5: return vs real steps, steps ratio (--out FILE.json writes curves and an SVG)',
   inference: 'policy latency at batch 1 (p50, p99) and throughput at batch 1024, OnnxPolicy vs tfjs, 2 × 64 and 2 × 256 tanh',
+  loop: 'the control node in real time: sensor-to-action latency (p50, p99, max) and missed deadlines in process and over MQTT (mosquitto on loopback), with and without a concurrent refit, and RSS over a long run (--out FILE.json writes the result, a summary .md and the memory plot)',
 };
 
 /** `mbrl bench <name> [--json]`: speed benchmarks in the format of shared/BENCHMARKS.md. */
@@ -35,7 +39,16 @@ export const benchCommand: Command = {
     'mjcf-dir': { type: 'string', valueName: 'DIR', help: 'Directory of Gymnasium MJCF files (default: $MBRL_MJCF_DIR).' },
     seed: { type: 'string', valueName: 'S', help: 'plasticity: seed.', default: '0' },
     steps: { type: 'string', valueName: 'N', help: 'plasticity: real training steps.', default: '600' },
-    out: { type: 'string', valueName: 'FILE', help: 'plasticity: write the KL map (JSON) there and the heat map beside it (.svg).' },
+    out: { type: 'string', valueName: 'FILE', help: 'plasticity: write the KL map (JSON) there and the heat map beside it (.svg); loop: the result (JSON), a summary (.md) and the memory plot (-memory.svg) beside it.' },
+    rates: { type: 'string', valueName: 'HZ,…', help: 'loop: in-process control rates.', default: '100,500,1000' },
+    'mqtt-rate': { type: 'string', valueName: 'HZ', help: 'loop: the control rate over MQTT.', default: '200' },
+    duration: { type: 'string', valueName: 'S', help: 'loop: seconds measured per case.', default: '20' },
+    warmup: { type: 'string', valueName: 'S', help: 'loop: seconds run before measuring each case (after the refit started).', default: '3' },
+    transport: { type: 'string', valueName: 'KIND', help: 'loop: inproc, mqtt or all (MQTT is skipped, with the reason, where mosquitto is not installed).', default: 'all' },
+    refit: { type: 'string', valueName: 'MODE', help: 'loop: off, on (a refit running in the learner worker) or both.', default: 'both' },
+    'memory-minutes': { type: 'string', valueName: 'M', help: 'loop: minutes of the memory run (in process, with a refit); 0 skips it.', default: '10' },
+    'memory-rate': { type: 'string', valueName: 'HZ', help: 'loop: the memory run\'s control rate.', default: '500' },
+    'refit-rows': { type: 'string', valueName: 'N', help: 'loop: transitions in the refit\'s buffer.', default: '20000' },
   },
   async run(values, positionals) {
     const name = positionals[0];
@@ -77,6 +90,32 @@ export const benchCommand: Command = {
         metrics[`${algo}.ratio`] = c.ratio ?? NaN;
       }
       report = makeReport('sample-efficiency', backend, metrics);
+    } else if (name === 'loop') {
+      const loop = loopOptions(values);
+      const machineAtStart = machineFacts();
+      const date = new Date().toISOString();
+      const r = await benchLoop({ ...loop, log });
+      report = makeReport('loop', backend, r.metrics, r.skipped);
+      for (const g of r.goals) log(`goal: ${g.goal}: ${g.figure} = ${g.value.toFixed(3)}: ${g.met ? 'met' : 'NOT met'}`);
+      if (typeof values.out === 'string') {
+        const base = values.out.replace(/\.json$/, '');
+        const command = `npx mbrl bench loop ${loopFlags(values)}${values.json ? ' --json' : ''} --out ${values.out}`;
+        const loadAvgAtEnd = loadavg().map((v) => +v.toFixed(2));
+        const memoryPlot = r.memory ? `${base}-memory.svg` : undefined;
+        const result = { ...report, command, date, machine: { ...machineAtStart, loadAvgAtStart: machineAtStart.loadAvg, loadAvgAtEnd }, setup: r.setup, goals: r.goals, cases: r.cases, memory: r.memory };
+        await writeFileAtomic(values.out, `${JSON.stringify(result, null, 1)}\n`);
+        await writeFileAtomic(`${base}.md`, loopSummaryMarkdown(r, { command, date, machineAtStart, loadAvgAtEnd, ...(memoryPlot ? { memoryPlot: basename(memoryPlot) } : {}) }));
+        if (r.memory && memoryPlot) {
+          const svg = linePlotSvg(
+            [
+              { label: 'RSS (whole process)', points: r.memory.samples.map(([t, rss]) => [t / 60, rss]) },
+              { label: 'main heap used', points: r.memory.samples.map(([t, , heap]) => [t / 60, heap]) },
+            ],
+            { title: `mbrl bench loop: memory over ${r.memory.minutes} min at ${r.memory.rateHz} Hz with back-to-back refits (RSS drift ${r.memory.figures.rssDriftPct.toFixed(2)} %)`, xLabel: 'minutes after the warm-up', yLabel: 'MB' },
+          );
+          await writeFileAtomic(memoryPlot, svg);
+        }
+      }
     } else if (name === 'inference') {
       const calls = intFlag(values, 'calls', 1);
       const metrics = await benchInference({ onnxCalls: calls, tfjsCalls: Math.max(100, Math.round(calls / 50)), seconds, log });
@@ -109,3 +148,38 @@ export const benchCommand: Command = {
     return 0;
   },
 };
+
+/** The `loop` flags as `benchLoop` options. @throws UsageError naming the flag, the value and what was expected */
+function loopOptions(values: Record<string, string | boolean | undefined>): LoopBenchOptions {
+  const num = (flag: string, ok: (v: number) => boolean, expected: string): number => {
+    const v = Number(values[flag]);
+    if (!ok(v)) throw new UsageError(`--${flag} ${String(values[flag])}: expected ${expected}`);
+    return v;
+  };
+  const rate = (v: number): boolean => Number.isFinite(v) && v > 0 && v <= 10_000;
+  const rates = String(values.rates).split(',').map((x) => {
+    const v = Number(x);
+    if (x.trim() === '' || !rate(v)) throw new UsageError(`--rates ${String(values.rates)}: expected comma-separated rates in Hz, each in (0, 10000]`);
+    return v;
+  });
+  const transport = String(values.transport);
+  if (!['inproc', 'mqtt', 'all'].includes(transport)) throw new UsageError(`--transport ${transport}: expected inproc, mqtt or all`);
+  const refit = String(values.refit);
+  if (!['on', 'off', 'both'].includes(refit)) throw new UsageError(`--refit ${refit}: expected on, off or both`);
+  return {
+    rates,
+    mqttRate: num('mqtt-rate', rate, 'a rate in Hz in (0, 10000]'),
+    durationSec: num('duration', (v) => Number.isFinite(v) && v > 0, 'a number of seconds > 0'),
+    warmupSec: num('warmup', (v) => Number.isFinite(v) && v >= 0, 'a number of seconds ≥ 0'),
+    transports: transport === 'all' ? ['inproc', 'mqtt'] : [transport as LoopTransport],
+    refit: refit === 'both' ? [false, true] : [refit === 'on'],
+    memoryMinutes: num('memory-minutes', (v) => Number.isFinite(v) && v >= 0, 'a number of minutes ≥ 0'),
+    memoryRate: num('memory-rate', rate, 'a rate in Hz in (0, 10000]'),
+    refitRows: intFlag(values, 'refit-rows', 500),
+  };
+}
+
+/** The `loop` flags as given (defaults included), for the command line of a committed result. */
+function loopFlags(values: Record<string, string | boolean | undefined>): string {
+  return ['rates', 'mqtt-rate', 'duration', 'warmup', 'transport', 'refit', 'memory-minutes', 'memory-rate', 'refit-rows'].map((k) => `--${k} ${String(values[k])}`).join(' ');
+}
