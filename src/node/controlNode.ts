@@ -21,7 +21,9 @@
  *
  * Simulated robots (`transport.kind: sim`) run in real time by default, or in lockstep simulated
  * time (`simSpeed`): the simulation then waits for each action, so a slow planner costs wall
- * time, not control quality.
+ * time, not control quality. In real time the ticks run on a fixed wall-clock grid
+ * (`RealTimeScheduler`); an action published more than a period after its tick was due, or a
+ * period with no tick at all, is a missed deadline (`stats.deadlines`).
  *
  * Controllers by `controller.kind`:
  * - `planner`: PETS (CEM/MPPI/random shooting on the learned ensemble, the task's known reward).
