@@ -50,14 +50,12 @@
  * first and the last tenth of the samples (at most 30 s each), drift = (end − start) / start.
  * Latencies are kept in fixed histograms (1 µs buckets), so the bench's own memory stays flat.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createConnection, createServer } from 'node:net';
 import { cpus, freemem, getPriority, loadavg, release, tmpdir, totalmem, type } from 'node:os';
 import { join } from 'node:path';
 import { interval, type Subscription } from 'rxjs';
 import { makePetsConfig } from '../algorithms/mbrl.js';
+import { MosquittoBroker, findMosquitto, freePort } from './mosquittoBroker.js';
 import { ValidationError, describe } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
 import { ReplayBuffer } from '../data/replayBuffer.js';
@@ -158,7 +156,6 @@ const JOINTS = ['rootx', 'rootz', 'rooty', 'bthigh', 'bshin', 'bfoot', 'fthigh',
 const OBS_DIM = 17;
 const ACT_DIM = 6;
 const TASK = 'HalfCheetah-v5';
-const MOSQUITTO_PATHS = ['/usr/sbin/mosquitto', '/usr/bin/mosquitto', '/usr/local/sbin/mosquitto'];
 
 /**
  * Runs the cases and the memory run (see the file comment) and returns their figures and the
@@ -190,7 +187,7 @@ export async function benchLoop(options: LoopBenchOptions = {}): Promise<LoopBen
   const skipped: Record<string, string> = {};
   const cases: LoopCaseResult[] = [];
   let memory: LoopMemoryResult | null = null;
-  let broker: Broker | null = null;
+  let broker: MosquittoBroker | null = null;
   try {
     const policyFile = join(dir, 'policy.onnx');
     await writeFile(policyFile, benchPolicyOnnx());
@@ -205,7 +202,8 @@ export async function benchLoop(options: LoopBenchOptions = {}): Promise<LoopBen
       if (bin === null || bin === undefined) {
         for (const s of specs.filter((x) => x.transport === 'mqtt')) skipped[caseName(s)] = 'mosquitto broker binary not found (apt-get install mosquitto)';
       } else {
-        broker = await startBroker(bin, dir);
+        broker = new MosquittoBroker(await freePort(), dir, undefined, bin);
+        await broker.start();
         env.brokerUrl = broker.url;
         log(`mosquitto ${bin} on ${broker.url}`);
       }
@@ -687,70 +685,6 @@ function memoryFigures(samples: readonly [number, number, number][]): Record<str
     figures[`${name}DriftPct`] = ((end - start) / start) * 100;
   }
   return figures;
-}
-
-// ---------------------------------------------------------------------------------------------
-// The broker.
-
-interface Broker {
-  url: string;
-  stop(): Promise<void>;
-}
-
-/** The mosquitto binary in the usual places or on PATH, or null. */
-export function findMosquitto(): string | null {
-  const known = MOSQUITTO_PATHS.find((p) => existsSync(p));
-  if (known) return known;
-  const found = spawnSync('sh', ['-c', 'command -v mosquitto'], { encoding: 'utf8' }).stdout?.trim();
-  return found ? found : null;
-}
-
-/** Starts mosquitto on a free port of 127.0.0.1 (anonymous, no persistence) and waits until it listens. */
-async function startBroker(bin: string, dir: string): Promise<Broker> {
-  const port = await freePort();
-  const conf = join(dir, 'mosquitto.conf');
-  await writeFile(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n`);
-  const proc: ChildProcess = spawn(bin, ['-c', conf], { stdio: 'ignore' });
-  const t0 = performance.now();
-  while (!(await portOpen(port))) {
-    if (proc.exitCode !== null) throw new Error(`benchLoop: mosquitto (${bin}) exited with code ${proc.exitCode} before listening on 127.0.0.1:${port} (config ${conf})`);
-    if (performance.now() - t0 > 10_000) {
-      proc.kill('SIGTERM');
-      throw new Error(`benchLoop: mosquitto (${bin}) did not listen on 127.0.0.1:${port} within 10 s`);
-    }
-    await sleep(30);
-  }
-  return {
-    url: `mqtt://127.0.0.1:${port}`,
-    async stop() {
-      if (proc.exitCode !== null) return;
-      const exited = new Promise((resolve) => proc.once('exit', resolve));
-      proc.kill('SIGTERM');
-      await exited;
-    },
-  };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createConnection({ port, host: '127.0.0.1' });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }
 
 function sleep(ms: number): Promise<void> {
