@@ -34,7 +34,7 @@ import { ModelEnv } from '../models/modelEnv.js';
 import { makeEnsembleFitConfig, type EnsembleFitConfig } from '../models/trainer.js';
 import type { EnsembleWeights } from '../models/types.js';
 import type { PlannerConfig } from '../planning/trajectoryOptimizerAgent.js';
-import { GaussianMlpPolicy, type GaussianMlpPolicySpec, type PolicyWeights } from '../policies/gaussianMlpPolicy.js';
+import { GaussianMlpPolicy, makePolicySpec, type GaussianMlpPolicySpec, type PolicyWeights } from '../policies/gaussianMlpPolicy.js';
 import { LinearFeatureBaseline } from '../policies/linearFeatureBaseline.js';
 import { adaptedPolicy, samplesOf, taskAdvantages } from './mbMpo.js';
 import { makePetsAgent, makePetsConfig, refitKeepingLastGood } from './mbrl.js';
@@ -109,6 +109,22 @@ export interface MpcConfig {
   particles: number | null;
 }
 
+/**
+ * The like-for-like measure of a controller: the mean return of its deterministic action (the
+ * policy's mean, or the planner's plan) over `episodes` episodes whose start states are fixed by
+ * the seeds `seed`, `seed + 1`, … — the same start states for the nominal simulator, every
+ * strategy and every adaptation seed. A single Pendulum episode ranges from −5 to −1,500 with its
+ * start state, so training episodes (one start each, exploration noise on) cannot rank strategies.
+ * Run on a separate copy of the real system, behind the same safety rules; these steps are not
+ * part of the adaptation budget (as a benchmark's evaluation episodes).
+ */
+export interface EvaluationConfig {
+  /** Episodes (start states); 0 disables the evaluation. Default 10. */
+  episodes: number;
+  /** The first start state's seed. Default 1,000,000 (disjoint from the adaptation seeds' episodes). */
+  seed: number;
+}
+
 /** Configuration of an adaptation run. */
 export interface AdaptConfig {
   /** Always `'adapt'`. */
@@ -134,6 +150,8 @@ export interface AdaptConfig {
   scratch: MeTrpoOverrides;
   rollback: RollbackConfig;
   safety: AdaptSafetyConfig;
+  /** The fixed-start evaluation of each strategy's final controller (`EvaluationConfig`). */
+  evaluation: EvaluationConfig;
   /** Overrides the real system's time limit; null (default): the task's. */
   maxEpisodeSteps: number | null;
 }
@@ -163,6 +181,7 @@ export const ADAPT_DEFAULTS = {
   scratch: { realEpisodesPerIteration: 1, evalEpisodes: 0 },
   rollback: { floor: null, maxDropFraction: 0.5 },
   safety: { maxRatePerSec: null, safeAction: null },
+  evaluation: { episodes: 10, seed: 1_000_000 },
   maxEpisodeSteps: null,
 } as const satisfies AdaptConfig;
 
@@ -170,7 +189,8 @@ export const ADAPT_DEFAULTS = {
 export const ISSUE_10_PHYSICS: Readonly<Partial<PhysicsParams>> = Object.freeze({ massScale: 1.3, frictionScale: 0.7, actuatorGain: 0.8, actionDelaySteps: 1 });
 
 /** Overrides of an adaptation config; nested sections merge key by key. */
-export type AdaptOverrides = Partial<Omit<AdaptConfig, 'refit' | 'mpc' | 'rollback' | 'safety'>> & {
+export type AdaptOverrides = Partial<Omit<AdaptConfig, 'refit' | 'mpc' | 'rollback' | 'safety' | 'evaluation'>> & {
+  evaluation?: Partial<EvaluationConfig>;
   refit?: Partial<Omit<RefitConfig, 'trustRegion'>> & { trustRegion?: Partial<TrustRegionConfig> };
   mpc?: Partial<MpcConfig>;
   rollback?: Partial<RollbackConfig>;
@@ -189,7 +209,7 @@ export function makeAdaptConfig(overrides: AdaptOverrides = {}): AdaptConfig {
   const isObj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
   if (!isObj(overrides)) throw new ValidationError(where, 'config', `expected an object, got ${describe(overrides)}`);
   rejectUnknownKeys(where, overrides, d);
-  for (const key of ['refit', 'mpc', 'rollback', 'safety', 'physics', 'scratch'] as const) {
+  for (const key of ['refit', 'mpc', 'rollback', 'safety', 'physics', 'scratch', 'evaluation'] as const) {
     const v = overrides[key];
     if (v !== undefined && !isObj(v)) throw new ValidationError(where, key, `expected an object, got ${describe(v)}`);
   }
@@ -197,6 +217,7 @@ export function makeAdaptConfig(overrides: AdaptOverrides = {}): AdaptConfig {
   rejectUnknownKeys(`${where}: mpc`, overrides.mpc ?? {}, d.mpc);
   rejectUnknownKeys(`${where}: rollback`, overrides.rollback ?? {}, d.rollback);
   rejectUnknownKeys(`${where}: safety`, overrides.safety ?? {}, d.safety);
+  rejectUnknownKeys(`${where}: evaluation`, overrides.evaluation ?? {}, d.evaluation);
   if (overrides.kind !== undefined && overrides.kind !== 'adapt') throw new ValidationError(where, 'kind', `expected 'adapt', got ${describe(overrides.kind)}`);
   const c: AdaptConfig = {
     ...d,
@@ -214,6 +235,7 @@ export function makeAdaptConfig(overrides: AdaptOverrides = {}): AdaptConfig {
     scratch: { ...d.scratch, ...overrides.scratch },
     rollback: { ...d.rollback, ...overrides.rollback },
     safety: { ...d.safety, ...overrides.safety },
+    evaluation: { ...d.evaluation, ...overrides.evaluation },
   };
   envSpec(c.env);
   if (!Array.isArray(c.strategies) || c.strategies.length === 0) throw new ValidationError(where, 'strategies', `expected a non-empty list of ${ADAPT_STRATEGIES.join(', ')}, got ${describe(c.strategies)}`);
@@ -250,6 +272,8 @@ export function makeAdaptConfig(overrides: AdaptOverrides = {}): AdaptConfig {
   }
   if (c.safety.maxRatePerSec?.some((r) => r <= 0)) throw new ValidationError(where, 'safety.maxRatePerSec', `expected rates > 0, got ${describe(c.safety.maxRatePerSec)}`);
   if (c.maxEpisodeSteps !== null) checkInt(where, 'maxEpisodeSteps', c.maxEpisodeSteps, 1);
+  checkInt(where, 'evaluation.episodes', c.evaluation.episodes, 0);
+  checkInt(where, 'evaluation.seed', c.evaluation.seed, 0);
   // The scratch run's own checks, now rather than after the other strategies have run.
   if (c.strategies.includes('scratch')) makeMeTrpoConfig(scratchOverrides(c));
   if (c.strategies.includes('mpc')) makePetsConfig(petsOverrides(c));
@@ -456,6 +480,12 @@ export interface AdaptRunSummary {
   finalReturn: number;
   finalReturnMean3: number;
   rollbacks: number;
+  /**
+   * The final controller's returns on the fixed start states (`config.evaluation`; empty when
+   * disabled), and their mean (NaN when empty).
+   */
+  evalReturns: number[];
+  evalReturn: number;
 }
 
 export interface AdaptHooks {
@@ -528,9 +558,19 @@ export async function runAdaptation(inputs: AdaptInputs, hooks: AdaptHooks = {})
       hooks.log?.(`adapt ${strategy} s${config.seed} ep ${full.episode}: steps ${full.realSteps}, return ${full.episodeReturn.toFixed(1)}${full.trial ? ' (trial)' : ''}${full.rolledBack ? ' → rolled back' : ''}`);
       await hooks.onEpisode?.(full);
     };
+    let evalReturns: number[] = [];
     try {
       const final = await runStrategy(strategy, config, trained, env, record);
-      if (final) finalPolicies[strategy] = final;
+      if (final.policy) finalPolicies[strategy] = final.policy.weights;
+      if (config.evaluation.episodes > 0) {
+        const evalEnv = new SafeRealSystem(await inputs.makeRealEnv(), config.safety);
+        try {
+          evalReturns = await evaluateFinal(final, config, trained, evalEnv);
+        } finally {
+          evalEnv.close();
+        }
+        hooks.log?.(`adapt ${strategy} s${config.seed}: evaluation on ${evalReturns.length} fixed starts ${meanOf(evalReturns).toFixed(1)}`);
+      }
     } finally {
       env.close();
     }
@@ -545,15 +585,80 @@ export async function runAdaptation(inputs: AdaptInputs, hooks: AdaptHooks = {})
       finalReturn: returns[returns.length - 1] ?? NaN,
       finalReturnMean3: last3.reduce((a, b) => a + b, 0) / Math.max(1, last3.length),
       rollbacks: run[run.length - 1]?.rollbacks ?? 0,
+      evalReturns,
+      evalReturn: meanOf(evalReturns),
     });
   }
   return { records, summaries, finalPolicies };
 }
 
+function meanOf(xs: readonly number[]): number {
+  return xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length;
+}
+
+/** A strategy's final controller: a policy (with its spec), or the planner's ensemble (`mpc`). */
+interface FinalController {
+  policy?: { spec: GaussianMlpPolicySpec; weights: PolicyWeights };
+  ensemble?: EnsembleWeights;
+}
+
+/**
+ * Returns of `act` (deterministic) on `evaluation.episodes` episodes of `env` started from the
+ * seeds `evaluation.seed + i` (see `EvaluationConfig`); `reset` runs before each episode.
+ * @example
+ * const returns = await evaluateOnFixedStarts(env, (obs) => policy.act(obs), () => {}, { episodes: 10, seed: 1_000_000 });
+ */
+export async function evaluateOnFixedStarts(
+  env: Env,
+  act: (obs: Float64Array) => ArrayLike<number> | Promise<ArrayLike<number>>,
+  reset: () => void,
+  evaluation: EvaluationConfig,
+): Promise<number[]> {
+  const returns: number[] = [];
+  for (let i = 0; i < evaluation.episodes; i++) {
+    let { obs } = env.reset({ seed: evaluation.seed + i });
+    reset();
+    let ret = 0;
+    for (;;) {
+      const r = env.step(await act(obs));
+      ret += r.reward;
+      obs = r.obs;
+      if (r.terminated || r.truncated) break;
+    }
+    returns.push(ret);
+  }
+  return returns;
+}
+
+/**
+ * The fixed-start evaluation of a trained policy (the policy's mean action) on `env`: e.g. on the
+ * nominal simulator, the level that adaptation is measured against, with the same start states.
+ */
+export async function evaluatePolicyOnFixedStarts(env: Env, spec: GaussianMlpPolicySpec, weights: PolicyWeights, evaluation: EvaluationConfig): Promise<number[]> {
+  const policy = new GaussianMlpPolicy(spec, { weights });
+  try {
+    return await evaluateOnFixedStarts(env, (obs) => policy.act(obs), () => {}, evaluation);
+  } finally {
+    policy.dispose();
+  }
+}
+
+async function evaluateFinal(final: FinalController, config: AdaptConfig, trained: TrainedInSim, env: Env): Promise<number[]> {
+  if (final.policy) return evaluatePolicyOnFixedStarts(env, final.policy.spec, final.policy.weights, config.evaluation);
+  if (!final.ensemble) return [];
+  const pets = makePetsConfig(petsOverrides(config));
+  const { agent, predictor } = await makePetsAgent(pets, final.ensemble, null, env, new Rng(config.seed, 12));
+  try {
+    return await evaluateOnFixedStarts(env, (obs) => agent.actAsync(obs), () => agent.reset(), config.evaluation);
+  } finally {
+    predictor.dispose();
+  }
+}
+
 type RecordEpisode = (r: Omit<AdaptEpisodeRecord, 'strategy' | 'seed' | 'episode' | 'realSteps' | 'interventions'>, seen: Record<ActionIntervention, number>) => Promise<void>;
 
 /** One strategy's episodes; returns the finally deployed policy's weights (policy strategies). */
-async function runStrategy(strategy: AdaptStrategy, config: AdaptConfig, trained: TrainedInSim, env: SafeRealSystem, record: RecordEpisode): Promise<PolicyWeights | null> {
+async function runStrategy(strategy: AdaptStrategy, config: AdaptConfig, trained: TrainedInSim, env: SafeRealSystem, record: RecordEpisode): Promise<FinalController> {
   const seen: Record<ActionIntervention, number> = { nonFinite: 0, badLength: 0, clip: 0, rateLimit: 0 };
   const rng = new Rng(config.seed, 11);
   if (strategy === 'scratch') {
@@ -566,12 +671,10 @@ async function runStrategy(strategy: AdaptStrategy, config: AdaptConfig, trained
         before = m.envSteps;
       },
     });
-    return state.policy;
+    const spec = makePolicySpec({ obsDim: env.observationSpace.dim, actionSpace: env.actionSpace, ...meConfig.policy });
+    return { policy: { spec, weights: state.policy } };
   }
-  if (strategy === 'mpc') {
-    await runMpc(config, trained, env, rng, record, seen);
-    return null;
-  }
+  if (strategy === 'mpc') return { ensemble: await runMpc(config, trained, env, rng, record, seen) };
   const policy = new GaussianMlpPolicy(trained.policySpec, { weights: trained.policyWeights });
   const source = new EnvRolloutSource(env, { seed: config.seed * 7919 + 17 });
   try {
@@ -581,9 +684,10 @@ async function runStrategy(strategy: AdaptStrategy, config: AdaptConfig, trained
         env.takeAppliedActions();
         await record({ episodeReturn: b.episodeReturns[0], episodeLength: b.size, version: 0, trial: false, rolledBack: false, rollbacks: 0, floor: null }, seen);
       }
-      return policy.getWeights();
+      return { policy: { spec: trained.policySpec, weights: policy.getWeights() } };
     }
-    return strategy === 'mbMpo' ? await runMbMpo(config, trained, policy, env, source, rng, record, seen) : await runRefit(config, trained, policy, env, source, rng, record, seen);
+    const weights = strategy === 'mbMpo' ? await runMbMpo(config, trained, policy, env, source, rng, record, seen) : await runRefit(config, trained, policy, env, source, rng, record, seen);
+    return { policy: { spec: trained.policySpec, weights } };
   } finally {
     policy.dispose();
   }
@@ -759,7 +863,7 @@ function recordApplied(batch: SampleBatch, env: SafeRealSystem): void {
 }
 
 /** `mpc`: PETS planning with the ensemble refitted after every episode; a refit whose episode falls below the floor is reverted. */
-async function runMpc(config: AdaptConfig, trained: TrainedInSim, env: SafeRealSystem, rng: Rng, record: RecordEpisode, seen: Record<ActionIntervention, number>): Promise<void> {
+async function runMpc(config: AdaptConfig, trained: TrainedInSim, env: SafeRealSystem, rng: Rng, record: RecordEpisode, seen: Record<ActionIntervention, number>): Promise<EnsembleWeights> {
   const pets = makePetsConfig(petsOverrides(config));
   let ensemble = DynamicsEnsemble.fromWeights(trained.ensemble as EnsembleWeights, { config: trained.ensembleConfig ?? {} });
   const fitState = { buffer: makeFitBuffer(config, trained, env, rng.fork()), startStates: [] as number[] };
@@ -804,6 +908,8 @@ async function runMpc(config: AdaptConfig, trained: TrainedInSim, env: SafeRealS
       await record({ episodeReturn: ret, episodeLength: length, version: guard.version, trial, rolledBack, rollbacks: guard.rollbacks, floor: guard.floor, holdoutLoss: refit.fit ? refit.fit.bestHoldoutLoss : null, ...(refit.error ? { fitError: refit.error } : {}) }, seen);
       guard.trial = true;
     }
+    // A refit never judged on a real episode is not deployed: the last good model is.
+    return guard.trial ? guard.lastGood : current;
   } finally {
     ensemble.dispose();
   }

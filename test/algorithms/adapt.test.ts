@@ -7,6 +7,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ADAPT_DEFAULTS,
+  SafeRealSystem,
+  evaluateOnFixedStarts,
+  evaluatePolicyOnFixedStarts,
   makeAdaptConfig,
   rollbackFloor,
   runAdaptation,
@@ -147,6 +150,59 @@ describe('runAdaptation: the safety rules stay in force', () => {
   });
 });
 
+describe('the fixed-start evaluation', () => {
+  it('scores a controller on the same start states every time, behind the safety rules, outside the budget', async () => {
+    const { spec, weights } = await zeroPolicy();
+    weights.layers[weights.layers.length - 1].b.fill(10); // mean action +2 everywhere
+    const env = new SafeRealSystem(await actionCostPendulum(), { maxRatePerSec: [5], safeAction: [0] });
+    try {
+      // The rate limit restarts from the safe action each episode: the hand-computed −780.75 of the test above.
+      const returns = await evaluatePolicyOnFixedStarts(env, spec, weights, { episodes: 3, seed: 7 });
+      expect(returns).toHaveLength(3);
+      for (const r of returns) expect(r).toBeCloseTo(-780.75, 6);
+    } finally {
+      env.close();
+    }
+    // Start states follow the seeds: the same seeds give the same episodes, others differ.
+    const pendulum = await makeEnv('Pendulum-v1');
+    const starts: number[][] = [];
+    const act = (obs: Float64Array): number[] => {
+      if (starts.length === 0 || starts[starts.length - 1].length === 0) starts[starts.length - 1] = Array.from(obs);
+      return [-obs[2]];
+    };
+    const onReset = (): void => {
+      starts.push([]);
+    };
+    try {
+      const a = await evaluateOnFixedStarts(pendulum, act, onReset, { episodes: 3, seed: 1_000_000 });
+      const firstStarts = starts.splice(0);
+      const b = await evaluateOnFixedStarts(pendulum, act, onReset, { episodes: 3, seed: 1_000_000 });
+      expect(b).toEqual(a);
+      expect(starts).toEqual(firstStarts);
+      expect(new Set(firstStarts.map((s) => s.join())).size).toBe(3);
+      const c = await evaluateOnFixedStarts(pendulum, act, onReset, { episodes: 3, seed: 2_000_000 });
+      expect(c).not.toEqual(a);
+      expect(await evaluateOnFixedStarts(pendulum, act, onReset, { episodes: 0, seed: 1 })).toEqual([]);
+    } finally {
+      pendulum.close();
+    }
+  });
+
+  it('is part of each run: the final controller on the fixed starts, not counted as real steps', async () => {
+    const { spec, weights } = await zeroPolicy();
+    weights.layers[weights.layers.length - 1].b.fill(10);
+    const config = makeAdaptConfig({ strategies: ['frozen'], realSteps: 200, safety: { maxRatePerSec: [5], safeAction: [0] }, evaluation: { episodes: 2 } });
+    const { summaries } = await runAdaptation({ config, trained: { policySpec: spec, policyWeights: weights, ensemble: null }, makeRealEnv: actionCostPendulum });
+    expect(summaries[0].realSteps).toBe(200);
+    expect(summaries[0].evalReturns).toHaveLength(2);
+    expect(summaries[0].evalReturn).toBeCloseTo(-780.75, 6);
+    const off = makeAdaptConfig({ ...config, evaluation: { episodes: 0 } });
+    const r = await runAdaptation({ config: off, trained: { policySpec: spec, policyWeights: weights, ensemble: null }, makeRealEnv: actionCostPendulum });
+    expect(r.summaries[0].evalReturns).toEqual([]);
+    expect(r.summaries[0].evalReturn).toBeNaN();
+  });
+});
+
 describe('runAdaptation: rollback when adaptation diverges', () => {
   // α = 1e4: the inner step throws the policy far from the (near-optimal) trained one.
   const run = async (rollback: AdaptOverrides['rollback']): Promise<{ records: AdaptEpisodeRecord[]; final: Float32Array; initial: Float32Array }> => {
@@ -216,6 +272,7 @@ describe('mbrl adapt', () => {
         'mpc: { planner: { kind: cem, horizon: 4, populationSize: 20, numElites: 4, numIterations: 1 }, particles: 2 }',
         'scratch: { imaginedSteps: 100, imaginedEnvs: 4, imaginedHorizon: 10, maxPolicyIterations: 1, validationStarts: 2, fit: { maxEpochs: 2 }, ensemble: { hidden: [16, 16] } }',
         'safety: { maxRatePerSec: [100] }',
+        'evaluation: { episodes: 2 }',
       ].join('\n'),
     );
     const out = join(dir, 'out');
@@ -243,7 +300,11 @@ describe('mbrl adapt', () => {
     // The summary is the last line (training first prints its own result line).
     const outLines = r.out.trim().split('\n');
     expect(outLines).toHaveLength(2);
-    const summary = JSON.parse(outLines[1]) as { kind: string; physics: object; strategies: { strategy: string; nominalReturn: number; finalReturnMean3: number; runs: unknown[] }[] };
+    const summary = JSON.parse(outLines[1]) as {
+      kind: string;
+      physics: object;
+      strategies: { strategy: string; nominalReturn: number; finalReturnMean3: number; nominalEvalReturn: number; evalReturn: number; evalRecovery: number | null; runs: { evalReturns: number[] }[] }[];
+    };
     expect(summary.kind).toBe('adapt-summary');
     expect(summary.physics).toEqual({ massScale: 1.3, actuatorGain: 0.8, actionDelaySteps: 1 });
     expect(summary.strategies.map((s) => s.strategy)).toEqual(strategies);
@@ -252,7 +313,14 @@ describe('mbrl adapt', () => {
       expect(Number.isFinite(s.nominalReturn)).toBe(true);
       const own = lines.filter((l) => l.strategy === s.strategy).map((l) => l.episodeReturn);
       expect(s.finalReturnMean3).toBeCloseTo(own.reduce((a, b) => a + b, 0) / own.length, 9);
+      // The fixed-start evaluation: 2 episodes of the final controller, against the same starts on the nominal simulator.
+      expect(s.runs[0].evalReturns).toHaveLength(2);
+      expect(Number.isFinite(s.evalReturn)).toBe(true);
+      expect(Number.isFinite(s.nominalEvalReturn)).toBe(true);
+      expect(s.evalRecovery).not.toBeNull();
     }
+    // One nominal level for all strategies (the same trained policy and starts).
+    expect(new Set(summary.strategies.map((s) => s.nominalEvalReturn)).size).toBe(1);
     const svg = readFileSync(join(out, 'adapt.svg'), 'utf8');
     for (const s of strategies) expect(svg).toContain(`>${s}</text>`);
     expect(JSON.parse(readFileSync(join(out, 'adapt-summary.json'), 'utf8'))).toEqual(summary);

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { appendFile, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { makeAdaptConfig, nominalReturn, runAdaptation, type AdaptEpisodeRecord, type AdaptOverrides, type AdaptRunSummary, type AdaptStrategy } from '../../algorithms/adapt.js';
+import { SafeRealSystem, evaluatePolicyOnFixedStarts, makeAdaptConfig, nominalReturn, runAdaptation, type AdaptEpisodeRecord, type AdaptOverrides, type AdaptRunSummary, type AdaptStrategy } from '../../algorithms/adapt.js';
 import { initBackend } from '../../core/backend.js';
 import { ValidationError } from '../../core/errors.js';
 import { writeFileAtomic } from '../../data/atomicWrite.js';
@@ -83,7 +83,7 @@ export const adaptCommand: Command = {
     const jsonl = join(dir, 'adapt.jsonl');
     await writeFileAtomic(jsonl, '');
     const records: AdaptEpisodeRecord[] = [];
-    const summaries: (AdaptRunSummary & { nominalReturn: number })[] = [];
+    const summaries: (AdaptRunSummary & { nominalReturn: number; nominalEvalReturn: number })[] = [];
     for (const seed of seeds) {
       const config = makeAdaptConfig({ ...(rest as AdaptOverrides), seed });
       let runDir: string;
@@ -117,7 +117,17 @@ export const adaptCommand: Command = {
       } finally {
         nominal.close();
       }
-      log(`adapt: seed ${seed}: nominal-simulator return ${nominalRet.toFixed(1)}; real system physics ${JSON.stringify(config.physics)}`);
+      // The like-for-like level: the same fixed start states as each strategy's final evaluation.
+      let nominalEval = NaN;
+      if (config.evaluation.episodes > 0) {
+        const nominalSafe = new SafeRealSystem(await makeEnv(config.env, envOptions), config.safety);
+        try {
+          nominalEval = mean(await evaluatePolicyOnFixedStarts(nominalSafe, trained.policySpec, trained.policyWeights, config.evaluation));
+        } finally {
+          nominalSafe.close();
+        }
+      }
+      log(`adapt: seed ${seed}: nominal-simulator return ${nominalRet.toFixed(1)}${config.evaluation.episodes > 0 ? ` (on ${config.evaluation.episodes} fixed starts ${nominalEval.toFixed(1)})` : ''}; real system physics ${JSON.stringify(config.physics)}`);
       const result = await runAdaptation(
         { config, trained, makeRealEnv: () => makeEnv(config.env, { ...envOptions, physics: config.physics }) },
         {
@@ -128,7 +138,7 @@ export const adaptCommand: Command = {
           },
         },
       );
-      summaries.push(...result.summaries.map((s) => ({ ...s, nominalReturn: nominalRet })));
+      summaries.push(...result.summaries.map((s) => ({ ...s, nominalReturn: nominalRet, nominalEvalReturn: nominalEval })));
     }
     const strategies = base.strategies;
     await writeFileAtomic(
@@ -146,10 +156,13 @@ export const adaptCommand: Command = {
       physics: base.physics,
       realSteps: base.realSteps,
       seeds,
+      evaluation: base.evaluation,
       strategies: strategies.map((strategy) => {
         const runs = summaries.filter((s) => s.strategy === strategy);
         const nominalRet = mean(runs.map((s) => s.nominalReturn));
         const final = mean(runs.map((s) => s.finalReturnMean3));
+        const nominalEval = mean(runs.map((s) => s.nominalEvalReturn));
+        const evalRet = mean(runs.map((s) => s.evalReturn));
         return {
           strategy,
           nominalReturn: nominalRet,
@@ -157,11 +170,19 @@ export const adaptCommand: Command = {
           finalReturnMean3: final,
           /** For returns of either sign: 1 at the nominal return, falling as the final return falls below it. */
           recovery: recoveryOf(final, nominalRet),
+          /** The fixed-start evaluation (`evaluation`): the trained policy on the nominal simulator, and the final controller on the real system. */
+          nominalEvalReturn: nominalEval,
+          evalReturn: evalRet,
+          evalReturnStd: std(runs.map((s) => s.evalReturn)),
+          evalRecovery: recoveryOf(evalRet, nominalEval),
           rollbacks: runs.reduce((a, s) => a + s.rollbacks, 0),
           runs,
         };
       }),
     };
+    for (const s of summary.strategies) {
+      log(`adapt: ${s.strategy.padEnd(8)} last-3 training episodes ${s.finalReturnMean3.toFixed(1)} (recovery ${fmt(s.recovery)}); fixed-start evaluation ${s.evalReturn.toFixed(1)} ± ${s.evalReturnStd.toFixed(1)} of nominal ${s.nominalEvalReturn.toFixed(1)} (recovery ${fmt(s.evalRecovery)}), rollbacks ${s.rollbacks}`);
+    }
     await writeFileAtomic(join(dir, 'adapt-summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
     process.stdout.write(`${JSON.stringify(summary)}\n`);
     return 0;
@@ -192,4 +213,14 @@ function recoveryOf(final: number, nominal: number): number | null {
 
 function mean(xs: readonly number[]): number {
   return xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length;
+}
+
+/** Population standard deviation over seeds (NaN when empty). */
+function std(xs: readonly number[]): number {
+  const m = mean(xs);
+  return Math.sqrt(mean(xs.map((x) => (x - m) ** 2)));
+}
+
+function fmt(x: number | null): string {
+  return x === null ? 'n/a' : x.toFixed(2);
 }
