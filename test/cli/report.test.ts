@@ -43,6 +43,25 @@ describe('mbrl report', () => {
     expect(plot).toContain('me-trpo, 1 seeds');
   });
 
+  it('--compare --max-steps compares at an equal budget: each result at its last step count ≤ N', async () => {
+    const a = [fakeRun('c1', 'model-gradient', 1, [[1000, -900], [2000, -300], [3000, -100]]), fakeRun('c2', 'model-gradient', 2, [[1000, -700], [2000, -100], [3000, 0]])];
+    const b = [fakeRun('d1', 'me-trpo', 1, [[3000, -500], [6000, -200]])];
+    const ra = join(dir, 'mg-budget.json');
+    const rb = join(dir, 'metrpo-budget.json');
+    expect((await runCli(['report', '--runs', a.join(','), '--out', ra, '--command', 'x'])).code).toBe(0);
+    expect((await runCli(['report', '--runs', b.join(','), '--out', rb, '--command', 'y'])).code).toBe(0);
+    const r = await runCli(['report', '--compare', `${ra},${rb}`, '--out', join(dir, 'budget.svg'), '--max-steps', '2500']);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('| model-gradient | 2 | 2000 | -200.0 ± 100.0 |');
+    expect(r.out).toContain('| me-trpo | 1 | – | no point at ≤ 2500 steps |');
+    const r2 = await runCli(['report', '--compare', `${ra},${rb}`, '--out', join(dir, 'budget2.svg'), '--max-steps', '3000']);
+    expect(r2.out).toContain('| model-gradient | 2 | 3000 | -50.0 ± 50.0 |');
+    expect(r2.out).toContain('| me-trpo | 1 | 3000 | -500.0 ± 0.0 |');
+    const bad = await runCli(['report', '--compare', ra, '--out', join(dir, 'b.svg'), '--max-steps', '0']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.err).toContain('--max-steps 0: expected an integer ≥ 1');
+  });
+
   it('--compare refuses a file that is not a learning result, naming it', async () => {
     const bad = join(dir, 'bad.json');
     writeFileSync(bad, JSON.stringify({ benchmark: 'envs', metrics: {} }));

@@ -19,14 +19,16 @@ export const reportCommand: Command = {
   summary: 'Collect runs (one per seed) into a learning-result JSON and SVG plot (BENCHMARKS.md format).',
   usage:
     'mbrl report --runs DIR[,DIR...] --out FILE.json --command "..." [--variant NAME] [--reference-source S --reference-mean M --reference-std SD]\n' +
-    '       mbrl report --compare RESULT.json[,RESULT.json...] --out FILE.svg [--title T]',
+    '       mbrl report --compare RESULT.json[,RESULT.json...] --out FILE.svg [--title T] [--max-steps N]',
   description:
     'Curves are [envSteps, episodeReturn] of every episode the run recorded. For PETS a planned training episode is\n' +
     'itself a noise-free evaluation of the current controller (as in the PETS paper); warm-up episodes are random.\n' +
     'For learned-policy runs (ME-TRPO, MB-MPO) the points are each iteration\'s evaluation return (deterministic policy).\n' +
     'final is the mean and std over seeds of the last episode return; final.envSteps is the smallest step count reached.\n' +
     '--compare overlays learning results (files this command wrote) in one plot: per result, the mean over seeds\n' +
-    'of the return at each step count every seed reached (± std as a band), and prints a table of the finals.',
+    'of the return at each step count every seed reached (± std as a band), and prints a table of the finals.\n' +
+    '--max-steps N (with --compare) keeps only points at ≤ N env steps, for a comparison at an equal real budget:\n' +
+    'the table then gives each result at the last step count ≤ N that all its seeds reached.',
   options: {
     runs: { type: 'string', valueName: 'DIRS', help: 'Comma-separated run directories (each with config.json and metrics.jsonl).' },
     out: { type: 'string', valueName: 'FILE', help: 'Result JSON to write; the plot goes beside it with .svg.' },
@@ -37,9 +39,18 @@ export const reportCommand: Command = {
     'reference-std': { type: 'string', valueName: 'SD', help: 'Reference std.' },
     compare: { type: 'string', valueName: 'FILES', help: 'Comma-separated result JSONs to overlay in one plot (--out FILE.svg).' },
     title: { type: 'string', valueName: 'T', help: 'The --compare plot title.' },
+    'max-steps': { type: 'string', valueName: 'N', help: 'With --compare: only points at ≤ N env steps (equal-budget comparison).' },
   },
   async run(values) {
-    if (values.compare !== undefined) return compareResults(String(values.compare).split(','), stringFlag(values, 'out', 'the plot path (.svg)'), values.title as string | undefined);
+    if (values.compare !== undefined) {
+      let maxSteps = Infinity;
+      if (values['max-steps'] !== undefined) {
+        maxSteps = Number(values['max-steps']);
+        if (!Number.isInteger(maxSteps) || maxSteps < 1) throw new UsageError(`--max-steps ${String(values['max-steps'])}: expected an integer ≥ 1`);
+      }
+      return compareResults(String(values.compare).split(','), stringFlag(values, 'out', 'the plot path (.svg)'), values.title as string | undefined, maxSteps);
+    }
+    if (values['max-steps'] !== undefined) throw new UsageError('--max-steps applies to --compare only');
     const dirs = stringFlag(values, 'runs', 'comma-separated run directories').split(',');
     const out = stringFlag(values, 'out', 'the result JSON path');
     if (!out.endsWith('.json')) throw new UsageError(`--out ${out}: expected a .json path`);
@@ -120,7 +131,7 @@ export function meanCurve(curves: Record<string, [number, number][]>): { x: numb
   });
 }
 
-async function compareResults(files: string[], out: string, title: string | undefined): Promise<number> {
+async function compareResults(files: string[], out: string, title: string | undefined, maxSteps = Infinity): Promise<number> {
   if (!out.endsWith('.svg')) throw new UsageError(`--out ${out}: --compare writes a plot; expected a .svg path`);
   const results: { file: string; r: LearningResult }[] = [];
   for (const file of files) {
@@ -133,13 +144,18 @@ async function compareResults(files: string[], out: string, title: string | unde
   const envs = new Set(results.map(({ r }) => r.env));
   if (envs.size !== 1) throw new UsageError(`--compare: the results are on different environments (${[...envs].join(', ')})`);
   const label = (r: LearningResult): string => `${r.algo}${r.variant ? ` (${r.variant})` : ''}`;
+  const clipped = (r: LearningResult): { x: number; mean: number; std: number }[] => meanCurve(r.curves).filter((p) => p.x <= maxSteps);
   const series = results.map(({ r }) => {
-    const c = meanCurve(r.curves);
+    const c = clipped(r);
     return { label: `${label(r)}, ${r.seeds.length} seeds`, points: c.map((p) => [p.x, p.mean] as [number, number]), band: c.map((p) => [p.x, p.mean - p.std, p.mean + p.std] as [number, number, number]) };
   });
   const env = [...envs][0];
   await writeFileAtomic(out, linePlotSvg(series, { title: title ?? `${env}: mean episode return over seeds (± std)`, xLabel: 'real environment steps', yLabel: 'episode return' }));
-  const rows = results.map(({ r }) => `| ${label(r)} | ${r.seeds.length} | ${r.final.envSteps} | ${r.final.mean.toFixed(1)} ± ${r.final.std.toFixed(1)} |`);
+  const rows = results.map(({ r }) => {
+    if (maxSteps === Infinity) return `| ${label(r)} | ${r.seeds.length} | ${r.final.envSteps} | ${r.final.mean.toFixed(1)} ± ${r.final.std.toFixed(1)} |`;
+    const last = clipped(r).at(-1);
+    return last ? `| ${label(r)} | ${r.seeds.length} | ${last.x} | ${last.mean.toFixed(1)} ± ${last.std.toFixed(1)} |` : `| ${label(r)} | ${r.seeds.length} | – | no point at ≤ ${maxSteps} steps |`;
+  });
   process.stdout.write(`${out}: ${results.length} results on ${env}\n| algorithm | seeds | steps | final return |\n|---|---|---|---|\n${rows.join('\n')}\n`);
   return 0;
 }
