@@ -228,6 +228,11 @@ export interface LearnerConfig {
   adaptEveryTransitions: number;
   /** A refit or policy phase running longer than this is abandoned (the controller keeps the running model and policy), seconds. Default 600. */
   timeoutSec: number;
+  /**
+   * How much lower the learner thread's OS priority (nice) is than the control thread's, 0–19, so
+   * a refit never takes a core the control loop wants; Linux only (see the learner's `workerNice`). Default 10.
+   */
+  workerNice: number;
 }
 
 /** The node's replay buffer. */
@@ -273,7 +278,7 @@ export const NODE_CONFIG_DEFAULTS = {
   onControllerError: 'safeAction',
   estopType: 'std_msgs/msg/Bool',
   estopField: 'data',
-  learner: { refitEveryTransitions: 1000, refitEverySec: 300, promotionMargin: 0, imaginedEvalEpisodes: 5, policyStepsPerRefit: null, adaptWindow: 200, adaptEveryTransitions: 100, timeoutSec: 600 },
+  learner: { refitEveryTransitions: 1000, refitEverySec: 300, promotionMargin: 0, imaginedEvalEpisodes: 5, policyStepsPerRefit: null, adaptWindow: 200, adaptEveryTransitions: 100, timeoutSec: 600, workerNice: 10 },
   buffer: { capacity: 1_000_000, segmentSize: 10_000 },
   /** MQTT; `statusTopic` defaults to `/mbrl/status/<clientId>`. */
   mqtt: { clientId: 'mbrl-node', topicPrefix: '', qos: 1, payload: 'json', keepaliveSec: 10, reconnect: MQTT_BACKOFF_DEFAULTS, maxPayloadBytes: MQTT_MAX_PAYLOAD_BYTES },
@@ -377,6 +382,7 @@ const SCHEMA = z.strictObject({
       adaptWindow: z.int().min(2).default(NODE_CONFIG_DEFAULTS.learner.adaptWindow),
       adaptEveryTransitions: COUNT.default(NODE_CONFIG_DEFAULTS.learner.adaptEveryTransitions),
       timeoutSec: POSITIVE.default(NODE_CONFIG_DEFAULTS.learner.timeoutSec),
+      workerNice: z.int().min(0).max(19).default(NODE_CONFIG_DEFAULTS.learner.workerNice),
     })
     .default({ ...NODE_CONFIG_DEFAULTS.learner }),
   checkpointDir: PATH,

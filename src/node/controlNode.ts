@@ -533,6 +533,7 @@ export class ControlNode {
         refitEveryTransitions: c.learner.refitEveryTransitions ?? Number.MAX_SAFE_INTEGER,
         refitEverySec: c.learner.refitEverySec,
         fitTimeoutSec: c.learner.timeoutSec,
+        workerNice: c.learner.workerNice,
         ...this.#options.learner,
       },
       ...(current ? { initial: current } : {}),
@@ -568,6 +569,7 @@ export class ControlNode {
         refitEveryTransitions: l.refitEveryTransitions ?? Number.MAX_SAFE_INTEGER,
         refitEverySec: l.refitEverySec,
         fitTimeoutSec: l.timeoutSec,
+        workerNice: l.workerNice,
         policy: {
           algorithm: algo,
           spec,

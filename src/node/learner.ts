@@ -97,6 +97,14 @@ export interface LearnerConfig {
   /** Seeds the ensemble's initial weights and each fit (and the policy phases). Default 0. */
   seed: number;
   /**
+   * How much lower the worker thread's OS priority is than the control thread's (added to its
+   * nice value, capped at 19), so that a refit never takes a core from the control loop when both
+   * want one. 0: the same priority. Default 10. Applied on Linux only, where a thread has its own
+   * nice value (elsewhere the call would lower the whole process: not applied, and logged); a
+   * refused change (e.g. a sandbox) is logged and the worker runs on.
+   */
+  workerNice: number;
+  /**
    * Also learn a policy (ME-TRPO, MB-MPO): its algorithm, architecture, steps per refit, gate
    * and MB-MPO's adaptation (`LearnerPolicyConfig`); null (default): the ensemble only (PETS).
    */
@@ -125,6 +133,7 @@ export const LEARNER_DEFAULTS = {
   flushMs: 250,
   restartDelayMs: 500,
   seed: 0,
+  workerNice: 10,
   policy: null,
 } as const satisfies LearnerConfig;
 
@@ -155,6 +164,7 @@ export function makeLearnerConfig(overrides: Partial<LearnerConfig> & Pick<Learn
   for (const key of ['obsDim', 'actDim', 'refitEveryTransitions', 'minTransitions', 'bufferCapacity', 'gateCapacity', 'batchRows'] as const) check(key, posInt, 'a positive integer');
   check('gateEvery', (v) => Number.isInteger(v) && v >= 2, 'an integer ≥ 2');
   check('seed', (v) => Number.isInteger(v) && v >= 0, 'a non-negative integer');
+  check('workerNice', (v) => Number.isInteger(v) && v >= 0 && v <= 19, 'an integer in [0, 19]');
   for (const key of ['heartbeatMs', 'timeoutSec', 'fitTimeoutSec', 'startTimeoutSec', 'flushMs', 'restartDelayMs'] as const) check(key, pos, 'a finite number > 0');
   check('maxGateLossIncrease', (v) => Number.isFinite(v) && v >= 0, 'a finite number ≥ 0');
   if (c.refitEverySec !== null) check('refitEverySec', pos, 'a finite number > 0, or null');
@@ -480,7 +490,8 @@ export class Learner {
   }
 
   #spawn(): void {
-    const worker = new Worker(this.#workerUrl, { workerData: { kind: 'mbrl-learner' } });
+    // The priority is set by the worker's first statement, before it loads a backend (threads it starts inherit it).
+    const worker = new Worker(this.#workerUrl, { workerData: { kind: 'mbrl-learner', nice: this.config.workerNice } });
     this.#worker = worker;
     this.#stats.worker = 'running';
     this.#lastHeartbeatMs = performance.now();

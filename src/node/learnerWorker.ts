@@ -33,6 +33,7 @@
  * 'mbrl-learner'`); imported anywhere else it only exports `LearnerCore`, the same logic without a
  * thread (the tests use it directly).
  */
+import { getPriority, setPriority } from 'node:os';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { refitKeepingLastGood } from '../algorithms/mbrl.js';
 import { initBackend } from '../core/backend.js';
@@ -412,7 +413,26 @@ export function gateLossOf(weights: EnsembleWeights, elites: readonly number[], 
 // The thread.
 
 /** Runs the learner on `port` (the worker's `parentPort`) until the thread is terminated. */
-function serve(port: NonNullable<typeof parentPort>): void {
+/**
+ * Lowers the calling thread's OS priority by `nice` (`LearnerConfig.workerNice`) and says what
+ * happened. On Linux, setpriority(PRIO_PROCESS, 0) — what `os.setPriority(0, …)` calls — changes
+ * the calling thread only (each thread has its own nice value); elsewhere it would change the
+ * whole process, so it is not applied there.
+ */
+export function lowerThreadPriority(nice: number, platform: NodeJS.Platform = process.platform): string {
+  if (nice === 0) return 'learner worker: priority unchanged (workerNice 0)';
+  if (platform !== 'linux') return `learner worker: priority not lowered (workerNice ${nice}): a thread's own priority is settable on Linux only`;
+  try {
+    const before = getPriority(0);
+    const target = Math.min(19, before + nice);
+    setPriority(0, target);
+    return `learner worker: thread priority nice ${before} → ${getPriority(0)} (workerNice ${nice}; the control thread keeps its own)`;
+  } catch (err) {
+    return `learner worker: could not lower the thread priority by ${nice} (${err instanceof Error ? err.message : String(err)}); running at the control thread's priority`;
+  }
+}
+
+function serve(port: NonNullable<typeof parentPort>, priorityLine: string | null = null): void {
   let core: LearnerCore | null = null;
   let refitting = false;
   let stopping = false;
@@ -423,6 +443,7 @@ function serve(port: NonNullable<typeof parentPort>): void {
   let fault: LearnerFault | null = null;
   const post = (msg: FromWorker, transfer: ArrayBuffer[] = []): void => port.postMessage(msg, transfer);
   const log = (line: string): void => post({ kind: 'log', line });
+  if (priorityLine !== null) log(priorityLine);
   const backend = initBackend({ log });
   const rows = (): number => (core ? core.rows.train + core.rows.gate : 0);
   const heartbeat = (): void => post({ kind: 'heartbeat', fitting: (core?.fitting ?? false) || (core?.improving ?? false), improving: core?.improving ?? false, rows: rows() });
@@ -552,4 +573,7 @@ function collectBuffers(w: EnsembleWeights): ArrayBuffer[] {
   return arrays.map((a) => a.buffer as ArrayBuffer);
 }
 
-if (!isMainThread && parentPort !== null && (workerData as { kind?: unknown } | null)?.kind === 'mbrl-learner') serve(parentPort);
+if (!isMainThread && parentPort !== null && (workerData as { kind?: unknown } | null)?.kind === 'mbrl-learner') {
+  const nice = (workerData as { nice?: unknown }).nice;
+  serve(parentPort, typeof nice === 'number' ? lowerThreadPriority(nice) : null);
+}

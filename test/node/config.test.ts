@@ -134,6 +134,13 @@ describe('parseNodeConfig', () => {
     expect(parseNodeConfig(JSON.parse(JSON.stringify(nodeConfigToJson(config))), 'saved')).toEqual(config);
   });
 
+  it('takes the learner thread\'s priority offset (workerNice, default 10) within the nice range', () => {
+    expect(parseNodeConfig(parseYaml(VALID), 'robot.yaml').learner.workerNice).toBe(10);
+    const withNice = (workerNice: number): unknown => ({ ...(parseYaml(VALID) as object), learner: { workerNice } });
+    expect(parseNodeConfig(withNice(0), 'robot.yaml').learner.workerNice).toBe(0);
+    expect(() => parseNodeConfig(withNice(20), 'robot.yaml')).toThrow(/learner\.workerNice/);
+  });
+
   it('fills each transport kind\'s defaults and leaves obsDim open for a variable-length array', () => {
     const ros2 = parseNodeConfig(variant({ transport: { kind: 'ros2' } }));
     expect(ros2.transport).toEqual({ kind: 'ros2', nodeName: 'mbrl_node', namespace: '/', lifecycle: false });

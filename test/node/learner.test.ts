@@ -5,7 +5,8 @@
 // which `npm test` does; MBRL_DIST_DIR points elsewhere), because a worker thread cannot load the
 // TypeScript sources that vitest runs. The gate itself is also tested in-process (LearnerCore,
 // promotionGate, gateLossOf), on exact hand-computed cases.
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { getPriority } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
@@ -16,7 +17,7 @@ import { ReplayBuffer } from '../../src/data/replayBuffer.js';
 import type { Transition } from '../../src/data/transition.js';
 import type { EnsembleWeights } from '../../src/models/types.js';
 import { Learner, type LearnerConfig, type LearnerEvent, learnerWorkerUrl, makeLearnerConfig } from '../../src/node/learner.js';
-import { LearnerCore, type TransitionColumns, gateLossOf, promotionGate } from '../../src/node/learnerWorker.js';
+import { LearnerCore, type TransitionColumns, gateLossOf, lowerThreadPriority, promotionGate } from '../../src/node/learnerWorker.js';
 
 const DIST = process.env.MBRL_DIST_DIR ? resolve(process.env.MBRL_DIST_DIR) : resolve(import.meta.dirname, '../../dist');
 
@@ -115,6 +116,8 @@ describe('promotion gate (in-process)', () => {
 
   it('makeLearnerConfig names the key, the value and what was expected', () => {
     expect(() => makeLearnerConfig({ ...SMALL, gateEvery: 1 })).toThrow('makeLearnerConfig: gateEvery: expected an integer ≥ 2, got 1');
+    expect(() => makeLearnerConfig({ ...SMALL, workerNice: 20 })).toThrow('makeLearnerConfig: workerNice: expected an integer in [0, 19], got 20');
+    expect(() => makeLearnerConfig({ ...SMALL, workerNice: -1 })).toThrow('makeLearnerConfig: workerNice: expected an integer in [0, 19], got -1');
     expect(() => makeLearnerConfig({ ...SMALL, refitEvery: 5 } as never)).toThrow(/^makeLearnerConfig: refitEvery: unknown key; expected one of kind, obsDim/);
     expect(() => makeLearnerConfig({ ...SMALL, timeoutSec: 0.1 })).toThrow('makeLearnerConfig: timeoutSec: expected more than two heartbeats (2 × 100 ms), got 0.1 s');
     expect(() => makeLearnerConfig({ ...SMALL, fit: { batchSize: 0 } })).toThrow('makeEnsembleFitConfig: batchSize: expected a positive integer, got 0');
@@ -305,6 +308,36 @@ describe('Learner with its worker thread', () => {
     expect(await learner.close()).toBe('stopped'); // it left by itself, not terminated mid-step
     expect(learner.stats.worker).toBe('closed');
     expect(learner.current).toBeNull(); // the aborted fit promoted nothing
+  });
+
+  it('runs the worker thread at a lower OS priority than the control thread (workerNice)', async () => {
+    // Elsewhere than Linux the call would lower the whole process: it is not made.
+    expect(lowerThreadPriority(5, 'darwin')).toMatch(/not lowered \(workerNice 5\): .*Linux only/);
+    expect(lowerThreadPriority(0)).toBe('learner worker: priority unchanged (workerNice 0)');
+    if (process.platform !== 'linux') return;
+    const mine = getPriority(0);
+    const expected = Math.min(19, mine + 7);
+    const lines: string[] = [];
+    learner = new Learner({ config: { ...SMALL, workerNice: 7 }, workerUrl: pathToFileURL(compiled('learnerWorker')), onEvent: (e) => e.kind === 'log' && lines.push(e.line) });
+    learner.start();
+    await until(() => lines.some((l) => l.includes('thread priority')), "the worker's priority line");
+    expect(lines.find((l) => l.includes('thread priority'))).toBe(`learner worker: thread priority nice ${mine} → ${expected} (workerNice 7; the control thread keeps its own)`);
+    // The kernel's view (/proc/self/task/<tid>/stat, field 19 = nice): one thread more at the lowered
+    // level, and this (control) thread unchanged.
+    const nices = (): number[] =>
+      readdirSync('/proc/self/task').flatMap((tid) => {
+        try {
+          const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+          return [Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16])];
+        } catch {
+          return []; // a thread that ended meanwhile
+        }
+      });
+    const before = nices().filter((n) => n === expected).length;
+    expect(getPriority(0)).toBe(mine);
+    await learner.close();
+    learner = undefined;
+    if (expected !== mine) expect(nices().filter((n) => n === expected).length).toBeLessThan(before);
   });
 
   it('refuses to start without the worker script, naming it', () => {
