@@ -64,7 +64,7 @@ import { policyToOnnx } from '../export/policyOnnx.js';
 import { NODE_CONFIG_DEFAULTS, parseNodeConfig, type NodeConfig } from '../node/config.js';
 import { ControlNode, type TickInfo } from '../node/controlNode.js';
 import { RealTimeScheduler } from '../node/controlNodeScheduler.js';
-import { Learner } from '../node/learner.js';
+import { LEARNER_DEFAULTS, Learner } from '../node/learner.js';
 import { initialPolicyWeights, makePolicySpec } from '../policies/gaussianMlpPolicy.js';
 import { LoopbackTransport, wallClockNs } from '../transports/loopback.js';
 import { nsFromTime, timeFromNs, type JointState } from '../transports/messages.js';
@@ -95,6 +95,8 @@ export interface LoopBenchOptions {
   memoryRate?: number;
   /** Transitions in the refit's buffer (its capacity too, so it is full from the start). @default 20000 */
   refitRows?: number;
+  /** The learner worker thread's priority offset (`LearnerConfig.workerNice`, as the node's default). @default 10 */
+  workerNice?: number;
   /** Seconds for the phase between the robot's messages and the node's ticks to sweep a whole period (see the file comment). @default 5 */
   sweepSec?: number;
   /** The mosquitto binary. Default: looked up in the usual places and on PATH; null: MQTT skipped. */
@@ -172,6 +174,7 @@ export async function benchLoop(options: LoopBenchOptions = {}): Promise<LoopBen
   const memoryMinutes = options.memoryMinutes ?? 10;
   const memoryRate = options.memoryRate ?? 500;
   const refitRows = options.refitRows ?? 20_000;
+  const workerNice = options.workerNice ?? LEARNER_DEFAULTS.workerNice;
   const sweepSec = options.sweepSec ?? 5;
   const log = options.log ?? (() => undefined);
   const where = 'benchLoop';
@@ -181,6 +184,7 @@ export async function benchLoop(options: LoopBenchOptions = {}): Promise<LoopBen
   for (const [key, v, min] of [['durationSec', durationSec, 0], ['sweepSec', sweepSec, 0]] as const) if (!(Number.isFinite(v) && v > min)) throw new ValidationError(where, key, `expected a number of seconds > ${min}, got ${describe(v)}`);
   for (const [key, v] of [['warmupSec', warmupSec], ['memoryMinutes', memoryMinutes]] as const) if (!(Number.isFinite(v) && v >= 0)) throw new ValidationError(where, key, `expected a number ≥ 0, got ${describe(v)}`);
   if (!(Number.isInteger(refitRows) && refitRows >= 500)) throw new ValidationError(where, 'refitRows', `expected an integer ≥ 500, got ${describe(refitRows)}`);
+  if (!(Number.isInteger(workerNice) && workerNice >= 0 && workerNice <= 19)) throw new ValidationError(where, 'workerNice', `expected an integer in [0, 19], got ${describe(workerNice)}`);
 
   const dir = await mkdtemp(join(tmpdir(), 'mbrl-bench-loop-'));
   const metrics: Record<string, number> = {};
@@ -191,7 +195,7 @@ export async function benchLoop(options: LoopBenchOptions = {}): Promise<LoopBen
   try {
     const policyFile = join(dir, 'policy.onnx');
     await writeFile(policyFile, benchPolicyOnnx());
-    const env: CaseEnv = { dir, policyFile, refitRows, sweepSec, warmupSec, log, brokerUrl: null, index: 0 };
+    const env: CaseEnv = { dir, policyFile, refitRows, workerNice, sweepSec, warmupSec, log, brokerUrl: null, index: 0 };
 
     const specs: { transport: LoopTransport; rateHz: number; refit: boolean }[] = [];
     for (const transport of transports) {
@@ -245,7 +249,7 @@ export async function benchLoop(options: LoopBenchOptions = {}): Promise<LoopBen
       safety: 'bounds ±1, rate limit 50 /s, watchdog 5 periods',
       inproc: 'LoopbackTransport (structuredClone per delivery), robot stand-in in the same process',
       mqtt: `mosquitto on 127.0.0.1 (set_tcp_nodelay true), node and robot stand-in as two MqttTransport clients in the bench process, QoS ${NODE_CONFIG_DEFAULTS.mqtt.qos} (the node config's default), JSON payloads`,
-      refit: `Learner worker thread refitting the PETS ensemble (${TASK} sizes: 7 × 4 × 200) back to back on ${refitRows} transitions, fed the node's transitions; promoted models not installed (ONNX controller)`,
+      refit: `Learner worker thread refitting the PETS ensemble (${TASK} sizes: 7 × 4 × 200) back to back on ${refitRows} transitions, fed the node's transitions; promoted models not installed (ONNX controller); the worker thread at nice +${workerNice} relative to the control thread (learner.workerNice, Linux)`,
       robotClock: `robot period shorter by period / ${sweepSec} s, so the sensor/tick phase sweeps a period every ${sweepSec} s`,
       durationSec,
       warmupSec,
@@ -292,6 +296,7 @@ interface CaseEnv {
   dir: string;
   policyFile: string;
   refitRows: number;
+  workerNice: number;
   sweepSec: number;
   warmupSec: number;
   log: (line: string) => void;
@@ -336,7 +341,7 @@ async function runCase(spec: CaseSpec, env: CaseEnv): Promise<{ result: LoopCase
       onError: (err) => env.log(`${spec.name}: robot stand-in: ${err.message}`),
     });
   const robot = new RobotStandIn(robotTransport, periodMs * (1 - periodMs / (env.sweepSec * 1000)));
-  const learner = spec.refit ? refitLearner(env.refitRows, env.log) : null;
+  const learner = spec.refit ? refitLearner(env.refitRows, env.workerNice, env.log) : null;
   const nodeLog = (line: string): void => {
     if (/^(error|failed)/.test(line)) env.log(`${spec.name}: node: ${line}`);
   };
@@ -485,7 +490,7 @@ function benchPolicyOnnx(): Uint8Array {
  * full buffer of `rows` transitions from the robot's trajectory (random actions) to start with,
  * a refit due after every new transition.
  */
-function refitLearner(rows: number, log: (line: string) => void): Learner {
+function refitLearner(rows: number, workerNice: number, log: (line: string) => void): Learner {
   const pets = makePetsConfig({ env: TASK });
   const history = new ReplayBuffer({ obsDim: OBS_DIM, actDim: ACT_DIM, capacity: rows });
   const rng = new Rng(7);
@@ -512,6 +517,7 @@ function refitLearner(rows: number, log: (line: string) => void): Learner {
       minTransitions: 1,
       refitEveryTransitions: 1,
       refitEverySec: null,
+      workerNice,
     },
     history,
     onEvent: (e) => {

@@ -49,6 +49,7 @@ export const benchCommand: Command = {
     'memory-minutes': { type: 'string', valueName: 'M', help: 'loop: minutes of the memory run (in process, with a refit); 0 skips it.', default: '10' },
     'memory-rate': { type: 'string', valueName: 'HZ', help: 'loop: the memory run\'s control rate.', default: '500' },
     'refit-rows': { type: 'string', valueName: 'N', help: 'loop: transitions in the refit\'s buffer.', default: '20000' },
+    'worker-nice': { type: 'string', valueName: 'N', help: 'loop: the learner worker thread\'s priority offset (learner.workerNice; 0 = the control thread\'s priority).', default: '10' },
   },
   async run(values, positionals) {
     const name = positionals[0];
@@ -176,10 +177,11 @@ function loopOptions(values: Record<string, string | boolean | undefined>): Loop
     memoryMinutes: num('memory-minutes', (v) => Number.isFinite(v) && v >= 0, 'a number of minutes ≥ 0'),
     memoryRate: num('memory-rate', rate, 'a rate in Hz in (0, 10000]'),
     refitRows: intFlag(values, 'refit-rows', 500),
+    workerNice: num('worker-nice', (v) => Number.isInteger(v) && v >= 0 && v <= 19, 'an integer in [0, 19]'),
   };
 }
 
 /** The `loop` flags as given (defaults included), for the command line of a committed result. */
 function loopFlags(values: Record<string, string | boolean | undefined>): string {
-  return ['rates', 'mqtt-rate', 'duration', 'warmup', 'transport', 'refit', 'memory-minutes', 'memory-rate', 'refit-rows'].map((k) => `--${k} ${String(values[k])}`).join(' ');
+  return ['rates', 'mqtt-rate', 'duration', 'warmup', 'transport', 'refit', 'memory-minutes', 'memory-rate', 'refit-rows', 'worker-nice'].map((k) => `--${k} ${String(values[k])}`).join(' ');
 }
