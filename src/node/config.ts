@@ -230,7 +230,10 @@ export interface LearnerConfig {
   timeoutSec: number;
   /**
    * How much lower the learner thread's OS priority (nice) is than the control thread's, 0–19, so
-   * a refit never takes a core the control loop wants; Linux only (see the learner's `workerNice`). Default 10.
+   * a refit never takes a core the control loop wants; Linux only (see the learner's `workerNice`).
+   * The learner then also yields to every other process at normal priority: on a machine busy with
+   * other work, refits slow down (set 0 where learning speed matters more than the loop's tail
+   * latency). Default 10.
    */
   workerNice: number;
 }
