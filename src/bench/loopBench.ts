@@ -28,7 +28,8 @@
  * - `p50Ms`, `p99Ms`, `maxMs`: sensor to action, from the publication of the sensor message a
  *   tick acted on (the newest one it had, `TickInfo.sampleStampsNs`) to the robot's receipt of
  *   that tick's action. It includes the sample's wait for the node's tick (the node samples on
- *   its own grid, zero-order hold), up to one period. The robot's clock runs slightly fast (its
+ *   its own grid, zero-order hold), up to one period; with `tick: 'sample'` (the node's
+ *   `tick.on: sample`) the message starts the tick, and that wait is gone. The robot's clock runs slightly fast (its
  *   period is shorter by period / `sweepSec`), as two free-running clocks would, so that the phase
  *   between its messages and the node's ticks sweeps the whole period every `sweepSec` instead of
  *   freezing at whatever it was at the start.
@@ -99,6 +100,12 @@ export interface LoopBenchOptions {
   workerNice?: number;
   /** Seconds for the phase between the robot's messages and the node's ticks to sweep a whole period (see the file comment). @default 5 */
   sweepSec?: number;
+  /**
+   * What starts the node's ticks (`NodeConfig.tick`): `grid` (the node's default, a fixed
+   * wall-clock grid) or `sample` (each sensor message at once, the grid only while it is silent).
+   * @default 'grid'
+   */
+  tick?: 'grid' | 'sample';
   /** The mosquitto binary. Default: looked up in the usual places and on PATH; null: MQTT skipped. */
   mosquitto?: string | null;
   /** Progress lines. Default: none. */
@@ -176,6 +183,7 @@ export async function benchLoop(options: LoopBenchOptions = {}): Promise<LoopBen
   const refitRows = options.refitRows ?? 20_000;
   const workerNice = options.workerNice ?? LEARNER_DEFAULTS.workerNice;
   const sweepSec = options.sweepSec ?? 5;
+  const tick = options.tick ?? 'grid';
   const log = options.log ?? (() => undefined);
   const where = 'benchLoop';
   for (const [key, rs] of [['rates', rates], ['mqttRate', [mqttRate]], ['memoryRate', [memoryRate]]] as const) {
@@ -185,6 +193,7 @@ export async function benchLoop(options: LoopBenchOptions = {}): Promise<LoopBen
   for (const [key, v] of [['warmupSec', warmupSec], ['memoryMinutes', memoryMinutes]] as const) if (!(Number.isFinite(v) && v >= 0)) throw new ValidationError(where, key, `expected a number ≥ 0, got ${describe(v)}`);
   if (!(Number.isInteger(refitRows) && refitRows >= 500)) throw new ValidationError(where, 'refitRows', `expected an integer ≥ 500, got ${describe(refitRows)}`);
   if (!(Number.isInteger(workerNice) && workerNice >= 0 && workerNice <= 19)) throw new ValidationError(where, 'workerNice', `expected an integer in [0, 19], got ${describe(workerNice)}`);
+  if (tick !== 'grid' && tick !== 'sample') throw new ValidationError(where, 'tick', `expected 'grid' or 'sample', got ${describe(tick)}`);
 
   const dir = await mkdtemp(join(tmpdir(), 'mbrl-bench-loop-'));
   const metrics: Record<string, number> = {};
@@ -195,7 +204,7 @@ export async function benchLoop(options: LoopBenchOptions = {}): Promise<LoopBen
   try {
     const policyFile = join(dir, 'policy.onnx');
     await writeFile(policyFile, benchPolicyOnnx());
-    const env: CaseEnv = { dir, policyFile, refitRows, workerNice, sweepSec, warmupSec, log, brokerUrl: null, index: 0 };
+    const env: CaseEnv = { dir, policyFile, refitRows, workerNice, sweepSec, warmupSec, tick, log, brokerUrl: null, index: 0 };
 
     const specs: { transport: LoopTransport; rateHz: number; refit: boolean }[] = [];
     for (const transport of transports) {
@@ -250,6 +259,7 @@ export async function benchLoop(options: LoopBenchOptions = {}): Promise<LoopBen
       inproc: 'LoopbackTransport (structuredClone per delivery), robot stand-in in the same process',
       mqtt: `mosquitto on 127.0.0.1 (set_tcp_nodelay true), node and robot stand-in as two MqttTransport clients in the bench process, QoS ${NODE_CONFIG_DEFAULTS.mqtt.qos} (the node config's default), JSON payloads`,
       refit: `Learner worker thread refitting the PETS ensemble (${TASK} sizes: 7 × 4 × 200) back to back on ${refitRows} transitions, fed the node's transitions; promoted models not installed (ONNX controller); the worker thread at nice +${workerNice} relative to the control thread (learner.workerNice, Linux)`,
+      tick: tick === 'sample' ? `on each ${SENSOR_TOPIC} message (tick.on: sample; at most one per half period; the grid after 1.5 silent periods)` : 'fixed wall-clock grid (tick.on: grid, the default)',
       robotClock: `robot period shorter by period / ${sweepSec} s, so the sensor/tick phase sweeps a period every ${sweepSec} s`,
       durationSec,
       warmupSec,
@@ -299,6 +309,7 @@ interface CaseEnv {
   workerNice: number;
   sweepSec: number;
   warmupSec: number;
+  tick: 'grid' | 'sample';
   log: (line: string) => void;
   brokerUrl: string | null;
   /** Cases run so far (unique MQTT client ids). */
@@ -329,7 +340,7 @@ async function runCase(spec: CaseSpec, env: CaseEnv): Promise<{ result: LoopCase
   await mkdir(checkpointDir, { recursive: true });
   const mqttUrl = spec.transport === 'mqtt' ? env.brokerUrl : null;
   if (spec.transport === 'mqtt' && mqttUrl === null) throw new Error(`benchLoop: case ${spec.name} needs the broker`);
-  const config = benchNodeConfig({ periodMs, policyFile: env.policyFile, checkpointDir, mqtt: mqttUrl === null ? null : { url: mqttUrl, clientId: `mbrl-bench-node-${index}` } });
+  const config = benchNodeConfig({ periodMs, tick: env.tick, policyFile: env.policyFile, checkpointDir, mqtt: mqttUrl === null ? null : { url: mqttUrl, clientId: `mbrl-bench-node-${index}` } });
   const bus = mqttUrl === null ? new LoopbackTransport() : null;
   const robotTransport: Transport =
     bus ??
@@ -458,13 +469,14 @@ function snapshot(node: ControlNode, learner: Learner | null): Snapshot {
 }
 
 /** The node's configuration for a case (see the file comment). */
-function benchNodeConfig(o: { periodMs: number; policyFile: string; checkpointDir: string; mqtt: { url: string; clientId: string } | null }): NodeConfig {
+function benchNodeConfig(o: { periodMs: number; tick: 'grid' | 'sample'; policyFile: string; checkpointDir: string; mqtt: { url: string; clientId: string } | null }): NodeConfig {
   const fill = (v: number): number[] => new Array<number>(ACT_DIM).fill(v);
   return parseNodeConfig(
     {
       // In process the node is handed the loopback bus (`options.transport`), which replaces this entry.
       transport: o.mqtt ? { kind: 'mqtt', url: o.mqtt.url, clientId: o.mqtt.clientId, topicPrefix: TOPIC_PREFIX } : { kind: 'dds' },
       controlPeriodMs: o.periodMs,
+      tick: o.tick === 'sample' ? { on: 'sample', topic: SENSOR_TOPIC } : { on: 'grid' },
       sensors: [{ topic: SENSOR_TOPIC, type: JOINT_STATE_TYPE, fields: ['position[1..8]', 'velocity[0..8]'], maxAgeMs: 100 }],
       action: { topic: ACTION_TOPIC, type: JOINT_STATE_TYPE, fields: ['effort[0..5]'] },
       actionBounds: { low: fill(-1), high: fill(1) },
@@ -727,7 +739,7 @@ export function loopSummaryMarkdown(r: LoopBenchResult, extra: { command: string
     '',
     `Machine: ${String(m.cpuModel)}, ${String(m.cores)} cores, ${String(m.memoryGb)} GB, ${String(m.os)}, Node ${String(m.node)}, bench at nice ${String(m.nice)}. Load average (1, 5, 15 min) at the start ${(m.loadAvg as number[]).join(', ')}, at the end ${extra.loadAvgAtEnd.join(', ')}: the machine was shared with other work, so the tails (p99, max, missed) include time the operating system gave to other processes.`,
     '',
-    `Set-up: ${String(r.setup.controller)}; sensor ${String(r.setup.sensor)}; action ${String(r.setup.action)}; refit: ${String(r.setup.refit)}. Sensor→action runs from the sensor message's publication to the robot's receipt of the action computed from it, including its wait for the node's tick (up to a period: the node samples on its own grid); tick→action is the node's share. Missed: the node's own counter (actions published more than a period after the tick was due, plus ticks skipped).`,
+    `Set-up: ${String(r.setup.controller)}; sensor ${String(r.setup.sensor)}; action ${String(r.setup.action)}; refit: ${String(r.setup.refit)}; ticks: ${String(r.setup.tick ?? 'fixed wall-clock grid')}. Sensor→action runs from the sensor message's publication to the robot's receipt of the action computed from it, including its wait for the node's tick (on the grid up to a period: the node samples on its own grid; with ticks on the sensor's messages none); tick→action is the node's share. Missed: the node's own counter (actions published more than a period after the tick was due, plus ticks skipped).`,
     '',
     '| case | sensor→action p50 / p99 / max (ms) | tick→action p50 / p99 / max (ms) | missed (skipped) | ticks / expected | watchdog | refits (fitting %) | CPU % | load |',
     '|---|---|---|---|---|---|---|---|---|',

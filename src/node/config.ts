@@ -9,6 +9,7 @@
  * transport: { kind: mqtt, url: mqtt://localhost:1883, topicPrefix: robot1 }
  * controlPeriodMs: 50
  * resample: latest                        # latest | linear (see assembleState)
+ * tick: { on: grid }                      # or { on: sample, topic: /joint_states }: act on each reading at once
  * sensors:
  *   - topic: /joint_states
  *     type: sensor_msgs/msg/JointState
@@ -238,6 +239,15 @@ export interface LearnerConfig {
   workerNice: number;
 }
 
+/**
+ * What starts a control tick. `grid` (default): a fixed wall-clock grid of `controlPeriodMs`; a
+ * reading waits up to a period for the next tick. `sample`: each reading of `topic` starts a tick
+ * at once (sensor→action is then the node's own latency), at most one per `minIntervalMs`
+ * (default half a period); after `fallbackAfterMs` (default 1.5 periods) with no reading, ticks
+ * go on on the grid, so the watchdog and the safe action run as with `grid` (`SampleTrigger`).
+ */
+export type TickConfig = { on: 'grid' } | { on: 'sample'; topic: string; minIntervalMs: number; fallbackAfterMs: number };
+
 /** The node's replay buffer. */
 export interface BufferConfig {
   /** Transitions held. Default 1,000,000. */
@@ -253,6 +263,8 @@ export interface NodeConfig {
   controlPeriodMs: number;
   /** How the state is assembled from the sensors (`assembleState`). Default `latest`. */
   resample: ResampleRule;
+  /** What starts a tick (`TickConfig`). Default `{ on: 'grid' }`. */
+  tick: TickConfig;
   sensors: SensorConfig[];
   action: ActionConfig;
   actionBounds: { low: number[]; high: number[] };
@@ -274,6 +286,9 @@ export interface NodeConfig {
 /** The defaults of the optional keys. */
 export const NODE_CONFIG_DEFAULTS = {
   resample: 'latest',
+  /** `tick: { on: sample }`: fractions of the control period. */
+  tickMinIntervalPeriods: 0.5,
+  tickFallbackAfterPeriods: 1.5,
   sensorQos: 'sensorData',
   actionQos: 'default',
   /** Control periods. */
@@ -355,6 +370,12 @@ const SCHEMA = z.strictObject({
   transport: TRANSPORT,
   controlPeriodMs: POSITIVE,
   resample: z.enum(['latest', 'linear']).default(NODE_CONFIG_DEFAULTS.resample),
+  tick: z
+    .discriminatedUnion('on', [
+      z.strictObject({ on: z.literal('grid') }),
+      z.strictObject({ on: z.literal('sample'), topic: TOPIC, minIntervalMs: z.number().min(0).refine(Number.isFinite, 'expected a finite number').optional(), fallbackAfterMs: POSITIVE.optional() }),
+    ])
+    .default({ on: 'grid' }),
   sensors: z.array(SENSOR).min(1),
   action: z.strictObject({ topic: TOPIC, type: MSG_TYPE, fields: z.array(z.string()).min(1), qos: QOS.default(NODE_CONFIG_DEFAULTS.actionQos) }),
   actionBounds: z.strictObject({ low: z.array(FINITE).min(1), high: z.array(FINITE).min(1) }),
@@ -473,6 +494,7 @@ export function nodeConfigToJson(config: NodeConfig): Record<string, unknown> {
     transport: structuredClone(config.transport),
     controlPeriodMs: config.controlPeriodMs,
     resample: config.resample,
+    tick: { ...config.tick },
     sensors: config.sensors.map((s) => ({
       topic: s.topic,
       type: s.type,
@@ -573,6 +595,18 @@ function crossCheck(c: Parsed, where: string, problems: Problem[]): NodeConfig {
   if (watchdogTimeoutMs < c.controlPeriodMs) {
     problem('safety.watchdogTimeoutMs', `${watchdogTimeoutMs} is shorter than controlPeriodMs (${c.controlPeriodMs}); expected at least one control period, or the watchdog would trip between ticks`);
   }
+  let tick: TickConfig = { on: 'grid' };
+  if (c.tick.on === 'sample') {
+    const period = c.controlPeriodMs;
+    const minIntervalMs = c.tick.minIntervalMs ?? NODE_CONFIG_DEFAULTS.tickMinIntervalPeriods * period;
+    const fallbackAfterMs = c.tick.fallbackAfterMs ?? NODE_CONFIG_DEFAULTS.tickFallbackAfterPeriods * period;
+    if (!seen.has(c.tick.topic)) problem('tick.topic', `${c.tick.topic} is not a sensor topic (${[...seen.keys()].join(', ')}); expected the sensor whose readings start the ticks`);
+    if (minIntervalMs > period) problem('tick.minIntervalMs', `${minIntervalMs} is longer than controlPeriodMs (${period}); expected at most one period`);
+    if (fallbackAfterMs < period || fallbackAfterMs > watchdogTimeoutMs) {
+      problem('tick.fallbackAfterMs', `${fallbackAfterMs} is outside [controlPeriodMs, safety.watchdogTimeoutMs] = [${period}, ${watchdogTimeoutMs}]; expected the grid to take over before the watchdog must act`);
+    }
+    tick = { on: 'sample', topic: c.tick.topic, minIntervalMs, fallbackAfterMs };
+  }
   let estop: SafetyConfig['estop'];
   if (c.safety.estop) {
     const e = c.safety.estop;
@@ -612,6 +646,7 @@ function crossCheck(c: Parsed, where: string, problems: Problem[]): NodeConfig {
     transport,
     controlPeriodMs: c.controlPeriodMs,
     resample: c.resample,
+    tick,
     sensors,
     action: { topic: c.action.topic, type: c.action.type, fields: actionFields, qos: c.action.qos },
     actionBounds: { low, high },

@@ -23,7 +23,10 @@
  * time (`simSpeed`): the simulation then waits for each action, so a slow planner costs wall
  * time, not control quality. In real time the ticks run on a fixed wall-clock grid
  * (`RealTimeScheduler`); an action published more than a period after its tick was due, or a
- * period with no tick at all, is a missed deadline (`stats.deadlines`).
+ * period with no tick at all, is a missed deadline (`stats.deadlines`). With `tick.on: sample`
+ * each reading of the trigger topic starts a tick as it arrives (grid ticks only while that
+ * sensor is silent), so a reading does not wait up to a period for the grid; a tick is then due
+ * when its reading arrived.
  *
  * Controllers by `controller.kind`:
  * - `planner`: PETS (CEM/MPPI/random shooting on the learned ensemble, the task's known reward).
@@ -40,7 +43,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Subject, map, merge, share, takeUntil, tap, type Observable, type Subscription } from 'rxjs';
+import { Subject, asyncScheduler, map, merge, share, takeUntil, tap, type Observable, type Subscription } from 'rxjs';
 import { makeMbMpoConfig, type MbMpoConfig, type MbMpoOverrides } from '../algorithms/mbMpo.js';
 import { makeMeTrpoConfig, type MeTrpoConfig, type MeTrpoOverrides } from '../algorithms/meTrpo.js';
 import type { PetsConfig } from '../algorithms/mbrl.js';
@@ -352,7 +355,7 @@ export class ControlNode {
       this.#state = 'running';
       const c = this.config;
       this.#log(
-        `running: ${this.transport.kind} transport, ${c.controlPeriodMs} ms period${this.#scheduler ? ` (lockstep simulated time, at most ${this.#scheduler.maxRealTimeFactor}× real time)` : ''}, controller ${this.#slot.controller.kind} v${this.#slot.version}, ${this.#learner ? 'learning online' : 'not learning'}`,
+        `running: ${this.transport.kind} transport, ${c.controlPeriodMs} ms period${c.tick.on === 'sample' ? ` (ticks on ${c.tick.topic} readings)` : ''}${this.#scheduler ? ` (lockstep simulated time, at most ${this.#scheduler.maxRealTimeFactor}× real time)` : ''}, controller ${this.#slot.controller.kind} v${this.#slot.version}, ${this.#learner ? 'learning online' : 'not learning'}`,
       );
     } catch (err) {
       this.#state = 'failed';
@@ -660,8 +663,11 @@ export class ControlNode {
       );
       reward = (_obs, _action, nextObs) => rewardOfNextObs.get(nextObs) ?? Number.NaN;
     }
+    // A sample-started tick is due when its reading arrived, which is now; the fallback's grid
+    // ticks run on a plain timer (their timing matters only while the sensor is silent).
+    const trigger = c.tick.on === 'sample' ? c.tick : undefined;
     const onState = (state: ControlState): ControlState => {
-      const dueMs = this.#realTime?.currentDueMs;
+      const dueMs = trigger ? (scheduler ? undefined : performance.now()) : this.#realTime?.currentDueMs;
       if (dueMs !== undefined) this.#tickDueMs.set(state.obs, dueMs);
       if (c.reward.kind === 'topic') {
         rewardOfNextObs.set(state.obs, rewardCount > 0 ? rewardSum : Number.NaN);
@@ -682,7 +688,14 @@ export class ControlNode {
     const timeoutMs = this.#options.controllerTimeoutMs ?? (scheduler ? LOCKSTEP_TIMEOUT_MS : c.controlPeriodMs);
 
     const pipeline = samples.pipe(
-      assembleState({ sensors: c.sensors, periodMs: c.controlPeriodMs, rule: c.resample, clock, scheduler: scheduler ?? this.#realTime }),
+      assembleState({
+        sensors: c.sensors,
+        periodMs: c.controlPeriodMs,
+        rule: c.resample,
+        clock,
+        ...(trigger ? { trigger } : {}),
+        scheduler: scheduler ?? (trigger ? asyncScheduler : this.#realTime),
+      }),
       map(onState),
       controlStep({
         current: () => this.#slot,

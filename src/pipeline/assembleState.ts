@@ -1,11 +1,14 @@
-import { Observable, asyncScheduler, interval, type OperatorFunction, type SchedulerLike } from 'rxjs';
+import { Observable, Subscription, asyncScheduler, interval, type OperatorFunction, type SchedulerAction, type SchedulerLike } from 'rxjs';
 import { ValidationError } from '../core/errors.js';
 import type { ResampleRule } from '../data/bagMapping.js';
 import type { Sample } from './validateMessages.js';
 
 /** The observation at one control tick. */
 export interface ControlState {
-  /** The tick's index: 0 at the first period after subscribing, +1 each period (ticks before every topic had a value are not emitted). */
+  /**
+   * The tick's index: on the grid 0 at the first period after subscribing, +1 each period (ticks
+   * before every topic had a value are not emitted); with a sample trigger 0, 1, 2, … per tick.
+   */
   tick: number;
   /** The clock at the tick, nanoseconds. */
   stampNs: bigint;
@@ -32,10 +35,29 @@ export interface AssembleStateOptions {
    * by up to the slowest topic's period.
    */
   rule?: ResampleRule;
-  /** Drives the ticks. Default `asyncScheduler`; tests pass a `TestScheduler`. */
+  /**
+   * What starts a tick. Default: the grid, one tick every `periodMs`. With a `SampleTrigger`, a
+   * tick follows each sample of its topic at once (so the action does not wait for the grid).
+   */
+  trigger?: SampleTrigger;
+  /** Drives the ticks (the grid's, or a trigger's fallback ticks). Default `asyncScheduler`; tests pass a `TestScheduler`. */
   scheduler?: SchedulerLike;
   /** The clock staleness is measured on, nanoseconds (the transport's `nowNs`). Default: the scheduler's `now()`. */
   clock?: () => bigint;
+}
+
+/**
+ * Ticks on a sensor's samples instead of the grid: each sample of `topic` (once every topic has
+ * delivered one) starts a tick at once, unless the previous sample-started tick was less than
+ * `minIntervalMs` ago (a burst of samples is not a burst of actions; the sample's value is still
+ * used by the next tick). When no tick has come for `fallbackAfterMs`, ticks go on on the grid (every
+ * `periodMs`) until the topic's next sample, so a silent sensor still gets ticks: the watchdog
+ * and the safe action run on them as on the grid.
+ */
+export interface SampleTrigger {
+  topic: string;
+  minIntervalMs: number;
+  fallbackAfterMs: number;
 }
 
 /** Samples kept per topic for `linear`; beyond it the oldest go (a hold at the oldest kept). */
@@ -43,8 +65,8 @@ const HISTORY_LIMIT = 4096;
 
 /**
  * Samples the latest sensor values on the control grid: emits one `ControlState` per control
- * tick (RxJS `interval(periodMs)` on the given scheduler), none until every topic has delivered
- * a sample. Completes when the samples complete.
+ * tick (RxJS `interval(periodMs)` on the given scheduler, or a `SampleTrigger`'s samples), none
+ * until every topic has delivered a sample. Completes when the samples complete.
  * @example
  * merge(...sensorStreams).pipe(assembleState({ sensors, periodMs: 50, rule: 'latest', clock: () => t.nowNs() }))
  */
@@ -57,12 +79,20 @@ export function assembleState(options: AssembleStateOptions): OperatorFunction<S
   const index = new Map(sensors.map((s, i) => [s.topic, i]));
   if (index.size !== sensors.length) throw new ValidationError('assembleState', 'sensors', 'expected each topic once');
   const maxAgeNs = sensors.map((s) => (s.maxAgeMs === undefined ? undefined : BigInt(Math.round(s.maxAgeMs * 1e6))));
+  const trigger = options.trigger;
+  const triggerIndex = trigger ? index.get(trigger.topic) : undefined;
+  if (trigger) {
+    if (triggerIndex === undefined) throw new ValidationError('assembleState', 'trigger.topic', `${trigger.topic} is not one of the sensors (${sensors.map((s) => s.topic).join(', ')})`);
+    if (!(trigger.minIntervalMs >= 0 && trigger.minIntervalMs <= periodMs)) throw new ValidationError('assembleState', 'trigger.minIntervalMs', `expected milliseconds in [0, periodMs = ${periodMs}], got ${trigger.minIntervalMs}`);
+    if (!(trigger.fallbackAfterMs >= periodMs && Number.isFinite(trigger.fallbackAfterMs))) throw new ValidationError('assembleState', 'trigger.fallbackAfterMs', `expected finite milliseconds ≥ periodMs (${periodMs}), got ${trigger.fallbackAfterMs}`);
+  }
   return (source) =>
     new Observable<ControlState>((subscriber) => {
       const history: Sample[][] = sensors.map(() => []);
       const fresh = sensors.map(() => false);
-      const ticks = interval(periodMs, scheduler).subscribe((tick) => {
-        if (history.some((h) => h.length === 0)) return;
+      /** Emits the tick's state; false when some topic has had no sample yet. */
+      const emit = (tick: number): boolean => {
+        if (history.some((h) => h.length === 0)) return false;
         const nowNs = clock();
         const newest = history.map((h) => h[h.length - 1]);
         const atNs = rule === 'linear' ? newest.reduce((m, s) => (s.stampNs < m ? s.stampNs : m), newest[0].stampNs) : undefined;
@@ -77,7 +107,26 @@ export function assembleState(options: AssembleStateOptions): OperatorFunction<S
         const missing = sensors.filter((_, i) => !fresh[i]).map((s) => s.topic);
         fresh.fill(false);
         subscriber.next({ tick, stampNs: nowNs, obs, sampleStampsNs: newest.map((s) => s.stampNs), stale, missing });
-      });
+        return true;
+      };
+      // The grid; or, with a trigger, the fallback: armed `fallbackAfterMs` after each tick, then every period.
+      let ticks: Subscription = Subscription.EMPTY;
+      let nextTick = 0;
+      let lastSampleTickMs = Number.NEGATIVE_INFINITY;
+      const onTick = (): boolean => {
+        if (!emit(nextTick)) return false;
+        nextTick++;
+        return true;
+      };
+      const armFallback = (): void => {
+        ticks.unsubscribe();
+        ticks = scheduler.schedule(function (this: SchedulerAction<undefined>) {
+          onTick();
+          this.schedule(undefined, periodMs);
+        }, (trigger as SampleTrigger).fallbackAfterMs);
+      };
+      if (trigger) armFallback();
+      else ticks = interval(periodMs, scheduler).subscribe((tick) => emit(tick));
       const samples = source.subscribe({
         next(sample) {
           const i = index.get(sample.topic);
@@ -92,6 +141,10 @@ export function assembleState(options: AssembleStateOptions): OperatorFunction<S
           else if (!last || sample.stampNs > last.stampNs) h.push(sample);
           else return; // out of order: validateMessages drops these; keep the history sorted regardless
           if (rule === 'linear') prune(history);
+          if (i === triggerIndex && scheduler.now() - lastSampleTickMs >= (trigger as SampleTrigger).minIntervalMs && onTick()) {
+            lastSampleTickMs = scheduler.now();
+            armFallback();
+          }
         },
         error: (err: unknown) => subscriber.error(err),
         complete: () => subscriber.complete(),

@@ -111,12 +111,29 @@ describe('mbrl bench loop', () => {
     expect(readFileSync(join(dir, 'loop-memory.svg'), 'utf8')).toMatch(/^<svg/);
   }, 300_000);
 
+  it('--tick sample: the node ticks on the sensor messages, one tick per message and no grid skips', async () => {
+    const out = join(dir, 'loop-sample.json');
+    const r = await run(['bench', 'loop', '--json', '--tick', 'sample', '--transport', 'inproc', '--rates', '500', '--refit', 'off', '--duration', String(DURATION_SEC), '--warmup', '0.5', '--memory-minutes', '0', '--out', out]);
+    expect(r.code, r.err).toBe(0);
+    const saved = JSON.parse(readFileSync(out, 'utf8')) as { metrics: Record<string, number>; command: string; setup: { tick: string } };
+    expect(saved.command).toMatch(/--tick sample/);
+    expect(saved.setup.tick).toMatch(/on each \/joint_states message \(tick\.on: sample/);
+    const f = (k: string): number => saved.metrics[`inproc.500hz.${k}`];
+    for (const k of FIGURES) expect(Number.isFinite(f(k)), `${k} = ${f(k)}`).toBe(true);
+    // No grid: nothing is skipped; the robot's messages (its clock runs slightly fast) each start a tick.
+    expect(f('skipped')).toBe(0);
+    expect(Math.abs(f('ticks') - f('expectedTicks'))).toBeLessThanOrEqual(0.1 * f('expectedTicks') + 5);
+    expect(f('pipelineP50Ms')).toBeLessThanOrEqual(f('p50Ms'));
+    expect(readFileSync(join(dir, 'loop-sample.md'), 'utf8')).toContain('ticks: on each /joint_states message');
+  }, 120_000);
+
   it('names the flag and what was expected for a bad --rates, --transport or --refit', async () => {
     for (const [flag, value, expected] of [
       ['--rates', '100,x', /--rates 100,x: expected comma-separated rates in Hz/],
       ['--transport', 'udp', /--transport udp: expected inproc, mqtt or all/],
       ['--refit', 'maybe', /--refit maybe: expected on, off or both/],
       ['--duration', '0', /--duration 0: expected a number of seconds > 0/],
+      ['--tick', 'event', /--tick event: expected grid or sample/],
     ] as const) {
       const r = await run(['bench', 'loop', flag, value]);
       expect(r.code, `${flag} ${value}`).toBe(2);

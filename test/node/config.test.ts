@@ -84,6 +84,7 @@ describe('parseNodeConfig', () => {
       },
       controlPeriodMs: 50,
       resample: 'latest',
+      tick: { on: 'grid' },
       sensors: [
         {
           topic: '/joint_states',
@@ -132,6 +133,17 @@ describe('parseNodeConfig', () => {
     const config = parseNodeConfig(variant({ 'sensors.0.maxFutureMs': 150, 'sensors.1.maxFutureMs': null }), 'robot.yaml');
     expect(config.sensors.map((s) => s.maxFutureMs)).toEqual([150, null]);
     expect(parseNodeConfig(JSON.parse(JSON.stringify(nodeConfigToJson(config))), 'saved')).toEqual(config);
+  });
+
+  it('takes a sample trigger for the ticks, filling its intervals from the period, and names a bad one', () => {
+    const config = parseNodeConfig(variant({ tick: { on: 'sample', topic: '/joint_states' } }), 'robot.yaml');
+    expect(config.tick).toEqual({ on: 'sample', topic: '/joint_states', minIntervalMs: 25, fallbackAfterMs: 75 });
+    expect(parseNodeConfig(JSON.parse(JSON.stringify(nodeConfigToJson(config))), 'saved')).toEqual(config);
+    expect(parseNodeConfig(variant({ tick: { on: 'sample', topic: '/joint_states', minIntervalMs: 0, fallbackAfterMs: 50 } })).tick).toEqual({ on: 'sample', topic: '/joint_states', minIntervalMs: 0, fallbackAfterMs: 50 });
+    expect(errorOf(variant({ tick: { on: 'sample', topic: '/odom' } })).message).toMatch(/tick\.topic.*\/odom is not a sensor topic \(\/joint_states, /);
+    expect(errorOf(variant({ tick: { on: 'sample', topic: '/joint_states', minIntervalMs: 60 } })).message).toMatch(/tick\.minIntervalMs.*60 is longer than controlPeriodMs \(50\)/);
+    expect(errorOf(variant({ tick: { on: 'sample', topic: '/joint_states', fallbackAfterMs: 40 } })).message).toMatch(/tick\.fallbackAfterMs.*40 is outside \[controlPeriodMs, safety\.watchdogTimeoutMs\]/);
+    expect(errorOf(variant({ tick: { on: 'event' } })).message).toMatch(/tick\.on/);
   });
 
   it('takes the learner thread\'s priority offset (workerNice, default 10) within the nice range', () => {

@@ -180,10 +180,11 @@ describe('makeNodeTransport and the launch configs', () => {
 });
 
 describe('ControlNode over the simulator', () => {
-  it('stores every transition aligned: the reward the sim published for that step, its dynamics, none across a reset', async () => {
+  it.each(['grid', 'sample'] as const)('stores every transition aligned: the reward the sim published for that step, its dynamics, none across a reset (ticks on the %s)', async (on) => {
     // Reward from the topic the simulator publishes it on, so alignment is visible: the
     // transition (s_t, a_t, s_t+1) must carry the reward of exactly that step.
-    const config = simConfig('aligned', { reward: { kind: 'topic', topic: '/mbrl/reward' } });
+    const tick = on === 'sample' ? { on, topic: '/joint_states' } : { on };
+    const config = simConfig(`aligned-${on}`, { reward: { kind: 'topic', topic: '/mbrl/reward' }, tick });
     const transitions: Transition[] = [];
     const node = new ControlNode({ config, simSpeed: Infinity, maxTicks: 450, learn: false, diagnosticsPeriodMs: 0, log: () => undefined, onTransition: (t) => transitions.push(t) });
     let ends = 0;

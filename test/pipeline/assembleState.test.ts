@@ -60,6 +60,52 @@ describe('assembleState', () => {
     });
   });
 
+  it('sample trigger: a tick at each sample of the topic, at most one per minIntervalMs, grid ticks while it is silent', () => {
+    const scheduler = testScheduler();
+    scheduler.run(({ hot, expectObservable }) => {
+      // /b at 1; /a (the trigger) at 3, 5 (2 ms after a tick: too soon), 12, then silent until 40.
+      const samples = hot('1ms b 1ms a 1ms c 6ms d 27ms e', {
+        b: s('/b', [10], 1),
+        a: s('/a', [1], 3),
+        c: s('/a', [2], 5),
+        d: s('/a', [3], 12),
+        e: s('/a', [4], 40),
+      });
+      const trigger = { topic: '/a', minIntervalMs: 5, fallbackAfterMs: 15 };
+      const out = samples.pipe(assembleState({ sensors: [{ topic: '/a' }, { topic: '/b' }], periodMs: 10, trigger, scheduler, clock: clockOf(scheduler) }));
+      // Fallback ticks 15 ms after the tick at 12 (27), then every period (37) until the sample at 40.
+      expectObservable(out, '^ 49ms !').toBe('3ms p 8ms q 14ms r 9ms t 2ms u', {
+        p: state(0, 3, [1, 10], [3, 1], [], []),
+        q: state(1, 12, [3, 10], [12, 1], [], ['/b']),
+        r: state(2, 27, [3, 10], [12, 1], [], ['/a', '/b']),
+        t: state(3, 37, [3, 10], [12, 1], [], ['/a', '/b']),
+        u: state(4, 40, [4, 10], [40, 1], [], ['/b']),
+      });
+    });
+  });
+
+  it('sample trigger: ticks on the fallback grid before the trigger topic speaks, and rejects bad trigger settings', () => {
+    const scheduler = testScheduler();
+    scheduler.run(({ hot, expectObservable }) => {
+      const samples = hot('2ms b', { b: s('/b', [7], 2) });
+      const trigger = { topic: '/a', minIntervalMs: 5, fallbackAfterMs: 15 };
+      // /a never speaks: no state (it has no value); /b alone as the trigger's other topic.
+      expectObservable(samples.pipe(assembleState({ sensors: [{ topic: '/a' }, { topic: '/b' }], periodMs: 10, trigger, scheduler })), '^ 40ms !').toBe('');
+      const only = { topic: '/b', minIntervalMs: 5, fallbackAfterMs: 15 };
+      // The trigger's own first sample ticks at 2; then fallback at 17, 27, 37.
+      expectObservable(samples.pipe(assembleState({ sensors: [{ topic: '/b' }], periodMs: 10, trigger: only, scheduler, clock: clockOf(scheduler) })), '^ 40ms !').toBe('2ms p 14ms q 9ms r 9ms t', {
+        p: state(0, 2, [7], [2], [], []),
+        q: state(1, 17, [7], [2], [], ['/b']),
+        r: state(2, 27, [7], [2], [], ['/b']),
+        t: state(3, 37, [7], [2], [], ['/b']),
+      });
+    });
+    const sensors = [{ topic: '/a' }];
+    expect(() => assembleState({ sensors, periodMs: 10, trigger: { topic: '/z', minIntervalMs: 5, fallbackAfterMs: 15 } })).toThrow('/z is not one of the sensors (/a)');
+    expect(() => assembleState({ sensors, periodMs: 10, trigger: { topic: '/a', minIntervalMs: 11, fallbackAfterMs: 15 } })).toThrow('trigger.minIntervalMs');
+    expect(() => assembleState({ sensors, periodMs: 10, trigger: { topic: '/a', minIntervalMs: 5, fallbackAfterMs: 9 } })).toThrow('trigger.fallbackAfterMs');
+  });
+
   it('completes with its samples and rejects a topic it was not configured with', () => {
     const scheduler = testScheduler();
     scheduler.run(({ cold, expectObservable }) => {

@@ -50,6 +50,7 @@ export const benchCommand: Command = {
     'memory-rate': { type: 'string', valueName: 'HZ', help: 'loop: the memory run\'s control rate.', default: '500' },
     'refit-rows': { type: 'string', valueName: 'N', help: 'loop: transitions in the refit\'s buffer.', default: '20000' },
     'worker-nice': { type: 'string', valueName: 'N', help: 'loop: the learner worker thread\'s priority offset (learner.workerNice; 0 = the control thread\'s priority).', default: '10' },
+    tick: { type: 'string', valueName: 'ON', help: 'loop: what starts the node\'s ticks (tick.on): grid (a fixed wall-clock grid, the default) or sample (each sensor message at once).', default: 'grid' },
   },
   async run(values, positionals) {
     const name = positionals[0];
@@ -167,6 +168,8 @@ function loopOptions(values: Record<string, string | boolean | undefined>): Loop
   if (!['inproc', 'mqtt', 'all'].includes(transport)) throw new UsageError(`--transport ${transport}: expected inproc, mqtt or all`);
   const refit = String(values.refit);
   if (!['on', 'off', 'both'].includes(refit)) throw new UsageError(`--refit ${refit}: expected on, off or both`);
+  const tick = String(values.tick);
+  if (tick !== 'grid' && tick !== 'sample') throw new UsageError(`--tick ${tick}: expected grid or sample`);
   return {
     rates,
     mqttRate: num('mqtt-rate', rate, 'a rate in Hz in (0, 10000]'),
@@ -178,10 +181,11 @@ function loopOptions(values: Record<string, string | boolean | undefined>): Loop
     memoryRate: num('memory-rate', rate, 'a rate in Hz in (0, 10000]'),
     refitRows: intFlag(values, 'refit-rows', 500),
     workerNice: num('worker-nice', (v) => Number.isInteger(v) && v >= 0 && v <= 19, 'an integer in [0, 19]'),
+    tick,
   };
 }
 
 /** The `loop` flags as given (defaults included), for the command line of a committed result. */
 function loopFlags(values: Record<string, string | boolean | undefined>): string {
-  return ['rates', 'mqtt-rate', 'duration', 'warmup', 'transport', 'refit', 'memory-minutes', 'memory-rate', 'refit-rows', 'worker-nice'].map((k) => `--${k} ${String(values[k])}`).join(' ');
+  return ['rates', 'mqtt-rate', 'duration', 'warmup', 'transport', 'refit', 'memory-minutes', 'memory-rate', 'refit-rows', 'worker-nice', 'tick'].map((k) => `--${k} ${String(values[k])}`).join(' ');
 }
