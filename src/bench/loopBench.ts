@@ -259,7 +259,7 @@ export async function benchLoop(options: LoopBenchOptions = {}): Promise<LoopBen
       inproc: 'LoopbackTransport (structuredClone per delivery), robot stand-in in the same process',
       mqtt: `mosquitto on 127.0.0.1 (set_tcp_nodelay true), node and robot stand-in as two MqttTransport clients in the bench process, QoS ${NODE_CONFIG_DEFAULTS.mqtt.qos} (the node config's default), JSON payloads`,
       refit: `Learner worker thread refitting the PETS ensemble (${TASK} sizes: 7 × 4 × 200) back to back on ${refitRows} transitions, fed the node's transitions; promoted models not installed (ONNX controller); the worker thread at nice +${workerNice} relative to the control thread (learner.workerNice, Linux)`,
-      tick: tick === 'sample' ? `on each ${SENSOR_TOPIC} message (tick.on: sample; at most one per half period; the grid after 1.5 silent periods)` : 'fixed wall-clock grid (tick.on: grid, the default)',
+      tick: tick === 'sample' ? `on each ${SENSOR_TOPIC} message (tick.on: sample; at most one per half period; grid ticks after the watchdog's timeout of silence)` : 'fixed wall-clock grid (tick.on: grid, the default)',
       robotClock: `robot period shorter by period / ${sweepSec} s, so the sensor/tick phase sweeps a period every ${sweepSec} s`,
       durationSec,
       warmupSec,

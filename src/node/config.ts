@@ -243,8 +243,10 @@ export interface LearnerConfig {
  * What starts a control tick. `grid` (default): a fixed wall-clock grid of `controlPeriodMs`; a
  * reading waits up to a period for the next tick. `sample`: each reading of `topic` starts a tick
  * at once (sensor→action is then the node's own latency), at most one per `minIntervalMs`
- * (default half a period); after `fallbackAfterMs` (default 1.5 periods) with no reading, ticks
- * go on on the grid, so the watchdog and the safe action run as with `grid` (`SampleTrigger`).
+ * (default half a period); after `fallbackAfterMs` with no reading (default the watchdog's
+ * timeout), ticks go on on the grid, so the watchdog engages and holds the safe action as with
+ * `grid` (`SampleTrigger`). Until then a late reading is waited for: no action is sent on a held
+ * one (a shorter `fallbackAfterMs`, e.g. 1.5 periods, acts on held readings as the grid does).
  */
 export type TickConfig = { on: 'grid' } | { on: 'sample'; topic: string; minIntervalMs: number; fallbackAfterMs: number };
 
@@ -286,9 +288,8 @@ export interface NodeConfig {
 /** The defaults of the optional keys. */
 export const NODE_CONFIG_DEFAULTS = {
   resample: 'latest',
-  /** `tick: { on: sample }`: fractions of the control period. */
+  /** `tick: { on: sample }`: a fraction of the control period (`fallbackAfterMs` defaults to the watchdog's timeout). */
   tickMinIntervalPeriods: 0.5,
-  tickFallbackAfterPeriods: 1.5,
   sensorQos: 'sensorData',
   actionQos: 'default',
   /** Control periods. */
@@ -599,7 +600,7 @@ function crossCheck(c: Parsed, where: string, problems: Problem[]): NodeConfig {
   if (c.tick.on === 'sample') {
     const period = c.controlPeriodMs;
     const minIntervalMs = c.tick.minIntervalMs ?? NODE_CONFIG_DEFAULTS.tickMinIntervalPeriods * period;
-    const fallbackAfterMs = c.tick.fallbackAfterMs ?? NODE_CONFIG_DEFAULTS.tickFallbackAfterPeriods * period;
+    const fallbackAfterMs = c.tick.fallbackAfterMs ?? watchdogTimeoutMs;
     if (!seen.has(c.tick.topic)) problem('tick.topic', `${c.tick.topic} is not a sensor topic (${[...seen.keys()].join(', ')}); expected the sensor whose readings start the ticks`);
     if (minIntervalMs > period) problem('tick.minIntervalMs', `${minIntervalMs} is longer than controlPeriodMs (${period}); expected at most one period`);
     if (fallbackAfterMs < period || fallbackAfterMs > watchdogTimeoutMs) {

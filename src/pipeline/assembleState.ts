@@ -109,24 +109,36 @@ export function assembleState(options: AssembleStateOptions): OperatorFunction<S
         subscriber.next({ tick, stampNs: nowNs, obs, sampleStampsNs: newest.map((s) => s.stampNs), stale, missing });
         return true;
       };
-      // The grid; or, with a trigger, the fallback: armed `fallbackAfterMs` after each tick, then every period.
+      // The grid; or, with a trigger, the fallback. Its timer is not re-armed at every sample
+      // (a timer reset per message costs more than the tick): when it fires it checks the time
+      // since the last tick and waits the rest. That check also absorbs timers that fire early
+      // (Node's run on whole milliseconds).
       let ticks: Subscription = Subscription.EMPTY;
       let nextTick = 0;
+      let lastTickMs = Number.NEGATIVE_INFINITY;
       let lastSampleTickMs = Number.NEGATIVE_INFINITY;
+      /** Whether the fallback is ticking (the trigger topic silent for `fallbackAfterMs`). */
+      let fallbackTicking = false;
       const onTick = (): boolean => {
         if (!emit(nextTick)) return false;
         nextTick++;
+        lastTickMs = scheduler.now();
         return true;
       };
-      const armFallback = (): void => {
-        ticks.unsubscribe();
+      if (trigger) {
         ticks = scheduler.schedule(function (this: SchedulerAction<undefined>) {
+          const wait = lastTickMs + (fallbackTicking ? periodMs : trigger.fallbackAfterMs) - scheduler.now();
+          if (wait > 0) {
+            this.schedule(undefined, wait);
+            return;
+          }
+          fallbackTicking = true;
           onTick();
           this.schedule(undefined, periodMs);
-        }, (trigger as SampleTrigger).fallbackAfterMs);
-      };
-      if (trigger) armFallback();
-      else ticks = interval(periodMs, scheduler).subscribe((tick) => emit(tick));
+        }, trigger.fallbackAfterMs);
+      } else {
+        ticks = interval(periodMs, scheduler).subscribe((tick) => emit(tick));
+      }
       const samples = source.subscribe({
         next(sample) {
           const i = index.get(sample.topic);
@@ -142,8 +154,8 @@ export function assembleState(options: AssembleStateOptions): OperatorFunction<S
           else return; // out of order: validateMessages drops these; keep the history sorted regardless
           if (rule === 'linear') prune(history);
           if (i === triggerIndex && scheduler.now() - lastSampleTickMs >= (trigger as SampleTrigger).minIntervalMs && onTick()) {
-            lastSampleTickMs = scheduler.now();
-            armFallback();
+            lastSampleTickMs = lastTickMs;
+            fallbackTicking = false;
           }
         },
         error: (err: unknown) => subscriber.error(err),

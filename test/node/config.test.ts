@@ -137,7 +137,7 @@ describe('parseNodeConfig', () => {
 
   it('takes a sample trigger for the ticks, filling its intervals from the period, and names a bad one', () => {
     const config = parseNodeConfig(variant({ tick: { on: 'sample', topic: '/joint_states' } }), 'robot.yaml');
-    expect(config.tick).toEqual({ on: 'sample', topic: '/joint_states', minIntervalMs: 25, fallbackAfterMs: 75 });
+    expect(config.tick).toEqual({ on: 'sample', topic: '/joint_states', minIntervalMs: 25, fallbackAfterMs: 250 });
     expect(parseNodeConfig(JSON.parse(JSON.stringify(nodeConfigToJson(config))), 'saved')).toEqual(config);
     expect(parseNodeConfig(variant({ tick: { on: 'sample', topic: '/joint_states', minIntervalMs: 0, fallbackAfterMs: 50 } })).tick).toEqual({ on: 'sample', topic: '/joint_states', minIntervalMs: 0, fallbackAfterMs: 50 });
     expect(errorOf(variant({ tick: { on: 'sample', topic: '/odom' } })).message).toMatch(/tick\.topic.*\/odom is not a sensor topic \(\/joint_states, /);
