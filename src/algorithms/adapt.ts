@@ -36,6 +36,7 @@ import type { EnsembleWeights } from '../models/types.js';
 import type { PlannerConfig } from '../planning/trajectoryOptimizerAgent.js';
 import { GaussianMlpPolicy, makePolicySpec, type GaussianMlpPolicySpec, type PolicyWeights } from '../policies/gaussianMlpPolicy.js';
 import { LinearFeatureBaseline } from '../policies/linearFeatureBaseline.js';
+import { ActionDelayCompensator, delayedActions, estimateActionDelay, type CommandedEpisode } from './actionDelay.js';
 import { adaptedPolicy, samplesOf, taskAdvantages } from './mbMpo.js';
 import { makePetsAgent, makePetsConfig, refitKeepingLastGood } from './mbrl.js';
 import { makeMeTrpoConfig, trainMeTrpo, type MeTrpoOverrides } from './meTrpo.js';
@@ -107,6 +108,16 @@ export interface MpcConfig {
   propagation: 'ts1' | 'tsinf' | 'mean';
   /** Particles per candidate; null: PETS's for the task. */
   particles: number | null;
+  /**
+   * Control steps between a command and its effect on the real system, compensated by the
+   * planner (`actionDelay.ts`: fits on the command that acted, plans from the state the pending
+   * commands lead to): a number when known (measured latency / control period), `'estimate'` to
+   * estimate it from the real episodes (after each one, the model's one-step error over the
+   * candidates 0 … `maxActionDelaySteps`). Default 0 (none).
+   */
+  actionDelaySteps: number | 'estimate';
+  /** The largest delay `'estimate'` considers. Default 3. */
+  maxActionDelaySteps: number;
 }
 
 /**
@@ -177,7 +188,7 @@ export const ADAPT_DEFAULTS = {
     imaginedHorizon: null,
     trustRegion: { ...TRUST_REGION_DEFAULTS },
   },
-  mpc: { planner: {}, propagation: 'ts1', particles: null },
+  mpc: { planner: {}, propagation: 'ts1', particles: null, actionDelaySteps: 0, maxActionDelaySteps: 3 },
   scratch: { realEpisodesPerIteration: 1, evalEpisodes: 0 },
   rollback: { floor: null, maxDropFraction: 0.5 },
   safety: { maxRatePerSec: null, safeAction: null },
@@ -259,6 +270,8 @@ export function makeAdaptConfig(overrides: AdaptOverrides = {}): AdaptConfig {
   if (c.refit.imaginedHorizon !== null) checkInt(where, 'refit.imaginedHorizon', c.refit.imaginedHorizon, 1);
   if (!['ts1', 'tsinf', 'mean'].includes(c.mpc.propagation)) throw new ValidationError(where, 'mpc.propagation', `expected 'ts1', 'tsinf' or 'mean', got ${describe(c.mpc.propagation)}`);
   if (c.mpc.particles !== null) checkInt(where, 'mpc.particles', c.mpc.particles, 1);
+  if (c.mpc.actionDelaySteps !== 'estimate') checkInt(where, 'mpc.actionDelaySteps', c.mpc.actionDelaySteps, 0);
+  checkInt(where, 'mpc.maxActionDelaySteps', c.mpc.maxActionDelaySteps, 0);
   const { floor, maxDropFraction } = c.rollback;
   if (floor !== null && !(typeof floor === 'number' && Number.isFinite(floor))) throw new ValidationError(where, 'rollback.floor', `expected null or a finite number, got ${describe(floor)}`);
   if (maxDropFraction !== null && !(typeof maxDropFraction === 'number' && maxDropFraction >= 0 && Number.isFinite(maxDropFraction))) {
@@ -406,6 +419,10 @@ export class SafeRealSystem implements Env {
   get physics(): Env['physics'] {
     return this.#env.physics;
   }
+  /** The action sent for a bad proposal, and taken as the last one sent at an episode's start. */
+  get safeAction(): Float64Array {
+    return Float64Array.from(this.#rules.safeAction);
+  }
 
   reset(options?: ResetOptions): ResetResult {
     // As the node before its first tick: the last sent action is taken to be the safe action.
@@ -465,6 +482,9 @@ export interface AdaptEpisodeRecord {
   interventions: Record<ActionIntervention, number>;
   /** Holdout loss per member after this episode's refit (`refit`, `mpc`); absent otherwise. */
   holdoutLoss?: number[] | null;
+  /** `mpc`: the action delay compensated from the next episode on (estimated or configured), and with `'estimate'` the one-step errors per candidate delay. */
+  actionDelaySteps?: number;
+  delayErrors?: number[];
   fitError?: string;
 }
 
@@ -600,6 +620,8 @@ function meanOf(xs: readonly number[]): number {
 interface FinalController {
   policy?: { spec: GaussianMlpPolicySpec; weights: PolicyWeights };
   ensemble?: EnsembleWeights;
+  /** The action delay the planner compensates (`mpc`). */
+  actionDelaySteps?: number;
 }
 
 /**
@@ -643,13 +665,25 @@ export async function evaluatePolicyOnFixedStarts(env: Env, spec: GaussianMlpPol
   }
 }
 
-async function evaluateFinal(final: FinalController, config: AdaptConfig, trained: TrainedInSim, env: Env): Promise<number[]> {
+async function evaluateFinal(final: FinalController, config: AdaptConfig, trained: TrainedInSim, env: SafeRealSystem): Promise<number[]> {
   if (final.policy) return evaluatePolicyOnFixedStarts(env, final.policy.spec, final.policy.weights, config.evaluation);
   if (!final.ensemble) return [];
   const pets = makePetsConfig(petsOverrides(config));
   const { agent, predictor } = await makePetsAgent(pets, final.ensemble, null, env, new Rng(config.seed, 12));
+  const delay = new ActionDelayCompensator(final.actionDelaySteps ?? 0, env.safeAction);
   try {
-    return await evaluateOnFixedStarts(env, (obs) => agent.actAsync(obs), () => agent.reset(), config.evaluation);
+    const act = async (obs: Float64Array): Promise<Float64Array> => {
+      // The command the safety rules let through at the previous step (none at an episode's start).
+      const applied = env.takeAppliedActions();
+      if (applied.length > 0) delay.push(applied);
+      return agent.actAsync(await delay.predictAhead(predictor, obs));
+    };
+    const reset = (): void => {
+      env.takeAppliedActions();
+      delay.reset();
+      agent.reset();
+    };
+    return await evaluateOnFixedStarts(env, act, reset, config.evaluation);
   } finally {
     predictor.dispose();
   }
@@ -674,7 +708,7 @@ async function runStrategy(strategy: AdaptStrategy, config: AdaptConfig, trained
     const spec = makePolicySpec({ obsDim: env.observationSpace.dim, actionSpace: env.actionSpace, ...meConfig.policy });
     return { policy: { spec, weights: state.policy } };
   }
-  if (strategy === 'mpc') return { ensemble: await runMpc(config, trained, env, rng, record, seen) };
+  if (strategy === 'mpc') return await runMpc(config, trained, env, rng, record, seen);
   const policy = new GaussianMlpPolicy(trained.policySpec, { weights: trained.policyWeights });
   const source = new EnvRolloutSource(env, { seed: config.seed * 7919 + 17 });
   try {
@@ -862,11 +896,40 @@ function recordApplied(batch: SampleBatch, env: SafeRealSystem): void {
   batch.actions.set(applied);
 }
 
-/** `mpc`: PETS planning with the ensemble refitted after every episode; a refit whose episode falls below the floor is reverted. */
-async function runMpc(config: AdaptConfig, trained: TrainedInSim, env: SafeRealSystem, rng: Rng, record: RecordEpisode, seen: Record<ActionIntervention, number>): Promise<EnsembleWeights> {
+/**
+ * `mpc`: PETS planning with the ensemble refitted after every episode; a refit whose episode falls
+ * below the floor is reverted. With an action delay (`mpc.actionDelaySteps`), the fit data pairs
+ * each state with the command that acted and the planner plans from the state the pending
+ * commands lead to (`actionDelay.ts`); `'estimate'` re-estimates the delay after every episode.
+ */
+async function runMpc(config: AdaptConfig, trained: TrainedInSim, env: SafeRealSystem, rng: Rng, record: RecordEpisode, seen: Record<ActionIntervention, number>): Promise<FinalController> {
   const pets = makePetsConfig(petsOverrides(config));
   let ensemble = DynamicsEnsemble.fromWeights(trained.ensemble as EnsembleWeights, { config: trained.ensembleConfig ?? {} });
-  const fitState = { buffer: makeFitBuffer(config, trained, env, rng.fork()), startStates: [] as number[] };
+  const obsDim = env.observationSpace.dim;
+  const actDim = env.actionSpace.dim;
+  const initial = env.safeAction;
+  const sim = makeFitBuffer(config, trained, env, rng.fork());
+  const real: (CommandedEpisode & { rewards: number[]; terminated: boolean[]; truncated: boolean[] })[] = [];
+  let delaySteps = config.mpc.actionDelaySteps === 'estimate' ? 0 : config.mpc.actionDelaySteps;
+  /** The fit data: the simulator's share (the same rows each time) and every real step, paired with the command that acted. */
+  const fitBuffer = (): ReplayBuffer => {
+    const buffer = new ReplayBuffer({ obsDim, actDim, capacity: sim.capacity });
+    if (sim.size > 0) buffer.addColumns(sim.slice());
+    for (const e of real) {
+      const acted = delayedActions(e.actions, actDim, delaySteps, initial);
+      for (let t = 0; t < e.rewards.length; t++) {
+        buffer.add({
+          obs: e.obs.subarray(t * obsDim, (t + 1) * obsDim),
+          action: acted.subarray(t * actDim, (t + 1) * actDim),
+          reward: e.rewards[t],
+          nextObs: e.nextObs.subarray(t * obsDim, (t + 1) * obsDim),
+          terminated: e.terminated[t],
+          truncated: e.truncated[t],
+        });
+      }
+    }
+    return buffer;
+  };
   const guard = new RollbackGuard<EnsembleWeights>(ensemble.toWeights(), config.rollback);
   let current = guard.lastGood;
   let first = true;
@@ -874,42 +937,61 @@ async function runMpc(config: AdaptConfig, trained: TrainedInSim, env: SafeRealS
     while (env.steps < config.realSteps) {
       const trial = guard.trial;
       const { agent, predictor } = await makePetsAgent(pets, current, null, env, rng.fork());
+      const delay = new ActionDelayCompensator(delaySteps, initial);
+      const episode = { obs: [] as number[], actions: [] as number[], nextObs: [] as number[], rewards: [] as number[], terminated: [] as boolean[], truncated: [] as boolean[] };
       let ret = 0;
-      let length = 0;
       try {
         let { obs } = env.reset(first ? { seed: config.seed * 7919 + 17 } : undefined);
         first = false;
         agent.reset();
         for (;;) {
-          const action = Float64Array.from(await agent.actAsync(obs));
+          const action = Float64Array.from(await agent.actAsync(await delay.predictAhead(predictor, obs)));
           const r = env.step(action);
           const applied = env.takeAppliedActions();
-          fitState.buffer.add({ obs, action: applied, reward: r.reward, nextObs: r.obs, terminated: r.terminated, truncated: r.truncated });
-          if (length === 0) fitState.startStates.push(...obs);
+          delay.push(applied);
+          episode.obs.push(...obs);
+          episode.actions.push(...applied);
+          episode.nextObs.push(...r.obs);
+          episode.rewards.push(r.reward);
+          episode.terminated.push(r.terminated);
+          episode.truncated.push(r.truncated);
           ret += r.reward;
-          length++;
           obs = r.obs;
           if (r.terminated || r.truncated) break;
         }
       } finally {
         predictor.dispose();
       }
+      const length = episode.rewards.length;
+      real.push({ ...episode, obs: Float64Array.from(episode.obs), actions: Float64Array.from(episode.actions), nextObs: Float64Array.from(episode.nextObs) });
       const rolledBack = guard.judge(ret, () => current);
       if (rolledBack) {
         // The last good model plans the next episode; the refit on all data (the trial's too) follows it.
         ensemble.dispose();
         ensemble = DynamicsEnsemble.fromWeights(guard.lastGood, { config: trained.ensembleConfig ?? {} });
         current = guard.lastGood;
-        await record({ episodeReturn: ret, episodeLength: length, version: guard.version, trial, rolledBack, rollbacks: guard.rollbacks, floor: guard.floor }, seen);
+        await record({ episodeReturn: ret, episodeLength: length, version: guard.version, trial, rolledBack, rollbacks: guard.rollbacks, floor: guard.floor, actionDelaySteps: delaySteps }, seen);
         continue;
       }
-      const refit = await refitKeepingLastGood(ensemble, fitState.buffer, config.refit.fit, rng.fork(), true);
+      // The delay under the model that planned this episode, from all real data so far.
+      let delayErrors: number[] | undefined;
+      if (config.mpc.actionDelaySteps === 'estimate') {
+        const predictor = await OrtEnsemblePredictor.create(current, { intraOpThreads: 1 });
+        try {
+          const estimate = await estimateActionDelay(predictor, real, config.mpc.maxActionDelaySteps, initial);
+          delaySteps = estimate.delaySteps;
+          delayErrors = estimate.errors;
+        } finally {
+          predictor.dispose();
+        }
+      }
+      const refit = await refitKeepingLastGood(ensemble, fitBuffer(), config.refit.fit, rng.fork(), true);
       current = ensemble.toWeights();
-      await record({ episodeReturn: ret, episodeLength: length, version: guard.version, trial, rolledBack, rollbacks: guard.rollbacks, floor: guard.floor, holdoutLoss: refit.fit ? refit.fit.bestHoldoutLoss : null, ...(refit.error ? { fitError: refit.error } : {}) }, seen);
+      await record({ episodeReturn: ret, episodeLength: length, version: guard.version, trial, rolledBack, rollbacks: guard.rollbacks, floor: guard.floor, holdoutLoss: refit.fit ? refit.fit.bestHoldoutLoss : null, ...(refit.error ? { fitError: refit.error } : {}), actionDelaySteps: delaySteps, ...(delayErrors ? { delayErrors } : {}) }, seen);
       guard.trial = true;
     }
     // A refit never judged on a real episode is not deployed: the last good model is.
-    return guard.trial ? guard.lastGood : current;
+    return { ensemble: guard.trial ? guard.lastGood : current, actionDelaySteps: delaySteps };
   } finally {
     ensemble.dispose();
   }
