@@ -7,8 +7,8 @@
 //
 // Needs the built package (`npm run build`, as `npm test` does). Each variant skips, with the
 // reason printed, where its broker or its DDS library is absent.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MOSQUITTO, MOSQUITTO_SKIP_REASON, MosquittoBroker, freePort } from '../mosquittoBroker.js';
+import { CYCLONE_SKIP_REASON } from '../cyclone.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const ROBOT = join(root, 'test/fixtures/robot/pendulumRobot.mjs');
@@ -176,18 +177,7 @@ describe.skipIf(MQTT_SKIP !== '')('mbrl run ↔ a robot process over MQTT (mosqu
 
 // ----------------------------------------------------------------------------------------- DDS
 
-/** Why Cyclone DDS cannot be used here, or '' (the transport needs libddsc, its headers and a C compiler for its shim). */
-function cycloneSkipReason(): string {
-  const cc = process.env.CC ?? 'gcc';
-  const home = process.env.CYCLONEDDS_HOME;
-  if (home !== undefined) return existsSync(join(home, 'lib', 'libddsc.so')) ? '' : `SKIPPED: CYCLONEDDS_HOME=${home} has no lib/libddsc.so`;
-  const lib = spawnSync(cc, ['-print-file-name=libddsc.so'], { encoding: 'utf8' });
-  if (lib.error !== undefined) return `SKIPPED: no C compiler (${cc}) to build the raw-CDR shim (apt-get install gcc)`;
-  if (!lib.stdout.trim().startsWith('/')) return 'SKIPPED: libddsc.so not found (apt-get install cyclonedds-dev)';
-  const headers = spawnSync(cc, ['-E', '-x', 'c', '-'], { input: '#include <dds/ddsi/q_radmin.h>\n', encoding: 'utf8' });
-  return headers.status === 0 ? '' : 'SKIPPED: Cyclone DDS headers not found (apt-get install cyclonedds-dev)';
-}
-const DDS_SKIP = cycloneSkipReason();
+const DDS_SKIP = CYCLONE_SKIP_REASON;
 if (DDS_SKIP !== '') console.warn(DDS_SKIP);
 
 describe.skipIf(DDS_SKIP !== '')('mbrl run ↔ a robot process over DDS (Cyclone, loopback)', () => {

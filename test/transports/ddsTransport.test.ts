@@ -1,8 +1,7 @@
 // DdsTransport inside one process: through Cyclone DDS (the shim compiled on first use), every
 // node message type out and back, QoS honoured, malformed samples reported, the event loop free.
 // The cross-process, cross-implementation check is ddsInterop.test.ts.
-import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -12,19 +11,9 @@ import { buildRawCdrShim } from '../../src/transports/dds/rawCdrShim.js';
 import { DDS_NODE_TYPES, rosCodec } from '../../src/transports/dds/rosCodec.js';
 import type { JointState, Twist } from '../../src/transports/messages.js';
 import { QOS_DEFAULT, QOS_SENSOR_DATA, type IncomingMessage, type QosProfile } from '../../src/transports/transport.js';
+import { CYCLONE_SKIP_REASON } from '../cyclone.js';
 
-/** Why the Cyclone DDS tests cannot run here, or '' (they need libddsc, its headers and a C compiler). */
-function cycloneSkipReason(): string {
-  const cc = process.env.CC ?? 'gcc';
-  const home = process.env.CYCLONEDDS_HOME;
-  if (home !== undefined) return existsSync(join(home, 'lib', 'libddsc.so')) ? '' : `SKIPPED: CYCLONEDDS_HOME=${home} has no lib/libddsc.so`;
-  const lib = spawnSync(cc, ['-print-file-name=libddsc.so'], { encoding: 'utf8' });
-  if (lib.error !== undefined) return `SKIPPED: no C compiler (${cc}) to build the raw-CDR shim (apt-get install gcc)`;
-  if (!lib.stdout.trim().startsWith('/')) return 'SKIPPED: libddsc.so not found (apt-get install cyclonedds-dev)';
-  const headers = spawnSync(cc, ['-E', '-x', 'c', '-'], { input: '#include <dds/ddsi/q_radmin.h>\n', encoding: 'utf8' });
-  return headers.status === 0 ? '' : 'SKIPPED: Cyclone DDS headers not found (apt-get install cyclonedds-dev)';
-}
-const SKIP = cycloneSkipReason();
+const SKIP = CYCLONE_SKIP_REASON;
 if (SKIP !== '') console.warn(SKIP);
 
 // A domain of its own per run (other test processes may use DDS at the same time), loopback only.
