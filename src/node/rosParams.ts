@@ -171,7 +171,7 @@ export function parseRosParams(text: string, where: string): RosParamsSection[] 
   const walk = (map: YamlNode, path: string[]): void => {
     if (!isMap(map)) throw new ValidationError(where, path.join('/') || '(root)', 'expected a mapping of node names to ros__parameters');
     for (const pair of map.items) {
-      const key = String(isScalar(pair.key) ? pair.key.value : pair.key);
+      const key = paramKey(pair.key);
       if (key === 'ros__parameters') {
         if (path.length === 0) throw new ValidationError(where, 'ros__parameters', 'is at the top level; expected it under a node name: mbrl_node: { ros__parameters: { … } } (or /** for every node)');
         const params = new Map<string, unknown>();
@@ -187,6 +187,16 @@ export function parseRosParams(text: string, where: string): RosParamsSection[] 
   };
   walk(root, []);
   return sections;
+}
+
+/**
+ * A mapping key as rcl reads it: the text as written. YAML 1.1 (the schema that types the values as
+ * rcl does) would resolve a plain key such as `on`, `yes` or `no` to a boolean, so `tick: { on: grid }`
+ * became `tick.true`; rcl's parser never resolves keys.
+ */
+function paramKey(key: unknown): string {
+  if (isScalar(key)) return typeof key.source === 'string' ? key.source : String(key.value);
+  return String(key);
 }
 
 function hasRosParameters(node: YamlNode): boolean {
@@ -213,7 +223,7 @@ function scalarKind(node: YamlNode): ScalarKind {
 function flatten(node: YamlNode | null, prefix: string, out: Map<string, unknown>, types: Map<string, RosScalarType>, where: string): void {
   if (node !== null && isMap(node)) {
     for (const pair of node.items) {
-      const key = String(isScalar(pair.key) ? pair.key.value : pair.key);
+      const key = paramKey(pair.key);
       flatten(pair.value as YamlNode | null, prefix === '' ? key : `${prefix}.${key}`, out, types, where);
     }
     return;

@@ -134,6 +134,18 @@ describe('loadRosNodeConfig', () => {
     expect(a.sensorKeys).toEqual(['joint_states']);
   });
 
+  it('keeps keys as written, as rcl does: tick.on is not YAML 1.1\'s boolean `on`', () => {
+    const text = readFileSync(PARAMS_FILE, 'utf8').replace(/tick:\n(\s+)on: grid[^\n]*/, 'tick:\n$1on: sample\n$1topic: /joint_states');
+    expect(text).toContain('on: sample');
+    const { config, parameters } = loadRosNodeConfig({ configFile: file(text) });
+    expect(parameters.get('tick.on')).toBe('sample');
+    expect([...parameters.keys()].some((k) => k.startsWith('tick.true'))).toBe(false);
+    expect(config.tick).toEqual({ on: 'sample', topic: '/joint_states', minIntervalMs: 25, fallbackAfterMs: 250 });
+    // Values are still typed as rcl types them: `on` as a value is a boolean there.
+    const off = loadRosNodeConfig({ configFile: file(readFileSync(PARAMS_FILE, 'utf8').replace(/lifecycle: false/, 'lifecycle: on')) });
+    expect(off.config.transport).toMatchObject({ kind: 'ros2', lifecycle: true });
+  });
+
   it('resolves relative paths against the parameters file as loadNodeConfig does (MQTT password and TLS files too)', () => {
     const params = { ...shippedParams(), transport: { kind: 'mqtt', url: 'mqtts://127.0.0.1:8883', username: 'robot', passwordFile: 'secrets/mqtt.txt', tls: { caFile: 'certs/ca.pem' } } };
     const loaded = loadRosNodeConfig({ configFile: file(stringify({ '/**': { ros__parameters: params } })) });
